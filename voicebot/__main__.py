@@ -1,0 +1,3 @@
+from voicebot.cli import main
+
+main()

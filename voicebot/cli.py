@@ -1,0 +1,146 @@
+"""The `voicebot` command line: one click group, each command a thin wrapper over a module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from voicebot.config import load_settings
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="VOICEBOT_CONFIG", default=None, help="config.yaml to use.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """voicebot: offline telephony voice assistant."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+def _settings(ctx: click.Context):
+    return load_settings(ctx.obj.get("config_path"))
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port to listen on (default: PORT or config web.port).")
+@click.pass_context
+def serve(ctx: click.Context, port: int | None) -> None:
+    """Run the web app under gunicorn."""
+    from voicebot.web import serve as run_server
+
+    run_server(_settings(ctx), port=port)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.pass_context
+def worker(ctx: click.Context, burst: bool) -> None:
+    """Run the RQ worker that handles warm-transfer jobs."""
+    from voicebot.worker import run_worker
+
+    sys.exit(run_worker(_settings(ctx), burst=burst))
+
+
+def _flow_file(ctx: click.Context, flow: str | None) -> str:
+    """--flow FILE, else the configured default flow from the flows directory."""
+    if flow:
+        return flow
+    settings = _settings(ctx)
+    candidate = settings.flows_dir / f"{settings.default_flow}.yaml"
+    if not candidate.exists():
+        raise click.UsageError(f"default flow '{settings.default_flow}' not found at {candidate}; pass --flow FILE")
+    return str(candidate)
+
+
+def _load(ctx: click.Context, path: str):
+    from voicebot.errors import FlowError
+    from voicebot.flow import load_flow
+
+    try:
+        return load_flow(path, _settings(ctx).transfer_words)
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+
+
+@main.group()
+def flows() -> None:
+    """Work with call flows."""
+
+
+@flows.command("check")
+@click.argument("files", nargs=-1, type=click.Path())
+@click.pass_context
+def flows_check(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Validate flow files (default: every flow in the flows directory); exit 1 on any error."""
+    from voicebot.flow import check_files
+
+    settings = _settings(ctx)
+    paths = list(files) or sorted(str(p) for p in settings.flows_dir.glob("*.yaml"))
+    if not paths:
+        click.echo(f"no flow files found in {settings.flows_dir}", err=True)
+        sys.exit(1)
+    loaded, problems = check_files(paths, settings.transfer_words)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {len(paths)} file(s)", err=True)
+        sys.exit(1)
+    for flow in loaded.values():
+        click.echo(f"ok  {flow.path}  ({flow.id}, {flow.language}, {len(flow.spec.steps)} steps, "
+                   f"{len(flow.spec.intents)} intents)")
+
+
+@main.command()
+@click.option("--flow", "flow_path", type=click.Path(), default=None, help="Flow file (default: the default flow).")
+@click.argument("text")
+@click.pass_context
+def nlu(ctx: click.Context, flow_path: str | None, text: str) -> None:
+    """Print what the flow understands in TEXT, as JSON (intent null when out of scope)."""
+    import json
+
+    from voicebot.nlu.slots import extract_entities
+
+    flow = _load(ctx, _flow_file(ctx, flow_path))
+    if flow.classifier is None:
+        result = {"intent": None, "confidence": 0.0, "alternatives": []}
+    else:
+        result = flow.classifier.classify(text).to_dict()
+    result["slots"] = extract_entities(text, flow.language)
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--flow", "flow_path", type=click.Path(), default=None, help="Flow file (default: the default flow).")
+@click.option("--caller", default="+31612345678", show_default=True, help="Caller's number.")
+@click.option("--at", default=None, help="Call time, ISO 8601 (default: now), for business hours.")
+@click.option("--script", type=click.Path(exists=True), default=None, help="Run a scenario file instead.")
+@click.pass_context
+def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None, script: str | None) -> None:
+    """A text call in the terminal, or (with --script) scripted scenarios with expectations."""
+    from voicebot import simulator
+    from voicebot.errors import ScenarioError
+
+    if script:
+        try:
+            defaults, scenarios = simulator.load_scenarios(script)
+        except ScenarioError as exc:
+            raise click.ClickException(str(exc)) from None
+        flow = _load(ctx, flow_path or defaults.get("flow") or _flow_file(ctx, None))
+        failed = 0
+        for scenario in scenarios:
+            result = simulator.run_scenario(flow, scenario, caller=caller if caller != "+31612345678"
+                                            else defaults.get("caller", caller), at=at or defaults.get("at"))
+            click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}")
+            if not result.passed:
+                failed += 1
+                for failure in result.failures:
+                    click.echo(f"      {failure}")
+                for line in result.transcript:
+                    click.echo(f"        | {line}")
+        click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
+        sys.exit(1 if failed else 0)
+    flow = _load(ctx, _flow_file(ctx, flow_path))
+    simulator.chat(flow, caller=caller, at=at, read=input, out=click.get_text_stream("stdout"))

@@ -1,0 +1,79 @@
+"""What travels with a warm transfer, and the short summaries for agents and callers.
+
+The agent must never ask the caller to repeat themselves, so the context carries the intent, every
+value given, why the call was handed over, a one-line summary and the transcript. Secret values
+appear only as "provided" (their salted hash stays in the call state); the transcript is already
+masked when it is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voicebot.dialog.present import masked, spoken
+from voicebot.dialog.state import CallState
+from voicebot.flow import Flow
+from voicebot.flow.schema import AskStep
+
+
+def _slot_types(flow: Flow) -> dict[str, str]:
+    return {s.slot: s.slot_type for s in flow.spec.steps.values() if isinstance(s, AskStep)}
+
+
+def _topic(state: CallState, flow: Flow) -> str:
+    if state.intent:
+        return flow.msg("summary_intent", label=state.intent.replace("_", " "))
+    return flow.msg("summary_no_intent")
+
+
+def _details(state: CallState, flow: Flow, mask: bool) -> str:
+    types = _slot_types(flow)
+    def shown(name: str, value: Any) -> str:
+        kind = types.get(name, "text")
+        if kind in ("yes_no", "choice", "date"):
+            return spoken(value, kind, flow.language, flow.messages)
+        return masked(value, kind) if mask else str(value)
+
+    parts = [f"{name.replace('_', ' ')} {shown(name, value)}" for name, value in state.slots.items()]
+    parts += [f"{name.replace('_', ' ')} {flow.msg('provided')}" for name in state.secrets]
+    return flow.msg("summary_slots", slots=", ".join(parts)) if parts else ""
+
+
+def agent_summary(state: CallState, flow: Flow, reason: str) -> str:
+    reason_text = flow.messages.get(f"reason_{reason}", reason)
+    parts = [_topic(state, flow), _details(state, flow, mask=False),
+             flow.msg("summary_reason", reason=reason_text)]
+    return " ".join(p for p in parts if p)
+
+
+def caller_summary(state: CallState, flow: Flow) -> str:
+    """For the text message a caller may ask for: no secrets, postcodes masked."""
+    return " ".join(p for p in (_topic(state, flow), _details(state, flow, mask=True)) if p)
+
+
+def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, after_hours: bool = False) -> dict[str, Any]:
+    intent = None
+    if state.intent:
+        intent = {"name": state.intent, "label": flow.spec.intents[state.intent].label,
+                  "confidence": state.intent_confidence}
+    return {
+        "call_id": state.call_id,
+        "flow": state.flow,
+        "language": state.language,
+        "caller": state.caller,
+        "called": state.called,
+        "started_at": state.started_at,
+        "queue": queue,
+        "reason": reason,
+        "after_hours": after_hours,
+        "intent": intent,
+        "slots": dict(state.slots),
+        "secrets_provided": sorted(state.secrets),
+        "identity": {"verified": False},
+        "step": state.step,
+        "turns": state.turns,
+        "failures": list(state.failures),
+        "sources": list(state.sources),
+        "summary": agent_summary(state, flow, reason),
+        "transcript": list(state.transcript),
+    }

@@ -1,0 +1,411 @@
+"""The dialog engine: one call's state plus one event in, a list of actions out.
+
+The rules no flow can forget live here, not in the flows: the transfer words and key 0 reach a
+person from any step; a middling answer is confirmed; a miss is asked again once, more
+specifically, and then handed to a person; two silences hand over too; and a call can never loop
+forever (``max_turns``, ``max_total_misses``). Each step type has a handler registered by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any, Callable
+
+from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
+from voicebot.dialog.context import build_context, caller_summary
+from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInput, Utterance
+from voicebot.dialog.hours import is_open
+from voicebot.dialog.present import masked, spoken, to_json
+from voicebot.dialog.state import CallState
+from voicebot.dialog.understanding import ACCEPT, CONFIRM, assess
+from voicebot.flow import Flow
+from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep
+from voicebot.nlu.lexicon import NO, YES
+from voicebot.nlu.normalize import contains_phrase
+from voicebot.nlu.slots import parse_date, parse_score, parse_slot, parse_yes_no
+
+MAX_CHAINED_STEPS = 100
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class DialogEngine:
+    """Runs one flow. Thread-safe: all per-call data is in the ``CallState`` passed in."""
+
+    def __init__(self, flow: Flow, *, max_turns: int = 40, max_total_misses: int = 3, hash_salt: str = ""):
+        self.flow = flow
+        self.spec = flow.spec
+        self.max_turns = max_turns
+        self.max_total_misses = max_total_misses
+        self._salt = hash_salt.encode()
+        self._handlers: dict[str, Callable[[CallState, Any, Event], list[Action]]] = {
+            "route": self._on_route,
+            "ask": self._on_ask,
+            "feedback": self._on_feedback,
+        }
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def start(self, event: CallStarted) -> tuple[CallState, list[Action]]:
+        state = CallState(
+            call_id=event.call_id, flow=self.flow.id, language=self.flow.language,
+            caller=event.caller, called=event.called,
+            started_at=event.at or dt.datetime.now().replace(microsecond=0).isoformat(),
+        )
+        return state, self._enter(state, self.spec.start)
+
+    def handle(self, state: CallState, event: Event) -> list[Action]:
+        if state.ended or isinstance(event, CallStarted):
+            return []
+        if isinstance(event, CallEnded):
+            state.ended, state.outcome, state.reason = True, "caller_hangup", event.reason
+            state.failures.append({"step": state.step, "kind": "hangup"})
+            return []
+        step = self.spec.steps[state.step]
+        self._log_caller(state, step, event)
+        state.turns += 1
+        if self._wants_agent(event):
+            return self._transfer(state, "explicit_request")
+        if state.turns > self.max_turns:
+            return self._transfer(state, "loop_guard")
+        if isinstance(event, NoInput):
+            return self._on_no_input(state, step)
+        state.no_inputs = 0
+        if state.pending:
+            return self._on_confirmation(state, step, event)
+        return self._handlers[step.type](state, step, event)
+
+    # -- moving through the flow ----------------------------------------------------------------
+
+    def _enter(self, state: CallState, step_id: str) -> list[Action]:
+        actions: list[Action] = []
+        for _ in range(MAX_CHAINED_STEPS):
+            step = self.spec.steps[step_id]
+            state.step, state.misses, state.no_inputs, state.pending = step_id, 0, 0, None
+            state.visited.append(step_id)
+            kind = step.type
+            if kind == "hours":
+                step_id = step.open if self._open(state) else step.closed
+            elif kind == "say":
+                actions.append(self._prompt(state, step_id, step))
+                step_id = step.next
+            elif kind == "answer":
+                state.sources.append(step.source)
+                actions.append(self._prompt(state, step_id, step))
+                actions.append(self._say(state, self.flow.msg("source", source=step.source), step))
+                step_id = step.next
+            elif kind == "sms":
+                actions.extend(self._sms(state, step))
+                step_id = step.next
+            elif kind == "transfer":
+                return actions + self._transfer(state, step.reason, queue=step.queue,
+                                                 say=self._text(state, step_id) or None)
+            elif kind == "hangup":
+                if self._text(state, step_id):
+                    actions.append(self._prompt(state, step_id, step))
+                else:
+                    actions.append(self._say(state, self.flow.msg("goodbye"), step))
+                return actions + self._hang_up(state, "completed")
+            else:  # a listening step: ask and wait
+                actions.append(self._prompt(state, step_id, step))
+                actions.append(self._listen(state, step))
+                return actions
+        raise RuntimeError(f"flow {self.flow.id}: more than {MAX_CHAINED_STEPS} steps without listening")
+
+    def _advance(self, state: CallState, step: Any, answer: Any = None) -> list[Action]:
+        branches = getattr(step, "branches", None) or {}
+        key = ("yes" if answer else "no") if isinstance(answer, bool) else str(answer)
+        target = branches.get(key) or step.next
+        return self._enter(state, target)
+
+    # -- step handlers --------------------------------------------------------------------------
+
+    def _on_route(self, state: CallState, step: RouteStep, event: Event) -> list[Action]:
+        if not isinstance(event, Utterance) or self.flow.classifier is None:
+            return self._miss(state, step, "not_understood")
+        result = self.flow.classifier.classify(event.text)
+        if result.intent is None or result.intent not in step.routes:
+            return self._miss(state, step, "out_of_scope", detail=result.to_dict())
+        verdict = assess(result.confidence, result.margin, event, self._confidence(step))
+        if verdict.decision == ACCEPT:
+            return self._take_intent(state, step, result.intent, verdict.score)
+        if verdict.decision == CONFIRM:
+            label = self.spec.intents[result.intent].label
+            question = self.flow.msg("confirm_intent", label=label)
+            state.pending = {"kind": "intent", "intent": result.intent, "score": verdict.score,
+                             "question": question}
+            return [self._say(state, question, step), self._confirm_listen(state, step)]
+        return self._miss(state, step, "low_confidence", detail={**result.to_dict(), **verdict.signals})
+
+    def _take_intent(self, state: CallState, step: RouteStep, intent: str, score: float) -> list[Action]:
+        state.intent, state.intent_confidence = intent, round(score, 3)
+        return self._enter(state, step.routes[intent])
+
+    def _on_ask(self, state: CallState, step: AskStep, event: Event) -> list[Action]:
+        value = self._slot_value(state, step, event)
+        if value is None:
+            return self._miss(state, step, "not_understood")
+        if isinstance(event, Digits):
+            decision, score = ACCEPT, 1.0
+        else:
+            verdict = assess(1.0, 1.0, event, self._confidence(step))
+            decision, score = verdict.decision, verdict.score
+        if decision == ACCEPT and not (step.confirm and not step.secret):
+            return self._take_slot(state, step, value)
+        if decision in (ACCEPT, CONFIRM) and not step.secret:
+            shown = spoken(value, step.slot_type, self.flow.language, self.flow.messages)
+            template = step.confirm or self.flow.messages["confirm_value"]
+            question = self._render(state, template, {"value": shown, step.slot: shown})
+            state.pending = {"kind": "slot", "value": to_json(value), "score": score, "question": question}
+            return [self._say(state, question, step), self._confirm_listen(state, step)]
+        return self._miss(state, step, "low_confidence")
+
+    def _take_slot(self, state: CallState, step: AskStep, value: Any) -> list[Action]:
+        if step.secret:
+            digest = hmac.new(self._salt, str(to_json(value)).encode(), hashlib.sha256).hexdigest()
+            state.secrets[step.slot] = digest
+        else:
+            state.slots[step.slot] = to_json(value)
+        return self._advance(state, step, value)
+
+    def _on_confirmation(self, state: CallState, step: Any, event: Event) -> list[Action]:
+        pending, state.pending = state.pending, None
+        answer: bool | None = None
+        if isinstance(event, Utterance):
+            answer = parse_yes_no(event.text, self.flow.language)
+        elif isinstance(event, Digits) and event.digits in ("1", "2"):
+            answer = event.digits == "1"
+        if answer is None:
+            return self._miss(state, step, "not_understood")
+        if not answer:
+            return self._miss(state, step, "denied", prefix=self.flow.msg("confirm_no"))
+        if pending["kind"] == "intent":
+            return self._take_intent(state, step, pending["intent"], pending["score"])
+        value = pending["value"]
+        if step.slot_type == "date":
+            value = dt.date.fromisoformat(value)
+        return self._take_slot(state, step, value)
+
+    def _on_feedback(self, state: CallState, step: FeedbackStep, event: Event) -> list[Action]:
+        score = None
+        if isinstance(event, Digits) and len(event.digits) == 1:
+            score = parse_score(event.digits, self.flow.language)
+        elif isinstance(event, Utterance):
+            score = parse_score(event.text, self.flow.language)
+        if score is None:
+            if state.misses >= self._retries(step):
+                return self._goodbye(state, step)
+            state.misses += 1
+            state.failures.append({"step": state.step, "kind": "not_understood"})
+            text = f"{self.flow.msg('not_understood')} {self.flow.msg('hint_score')}"
+            return [self._say(state, text, step), self._listen(state, step)]
+        state.feedback = score
+        return self._goodbye(state, step)
+
+    def _goodbye(self, state: CallState, step: FeedbackStep) -> list[Action]:
+        thanks = self._render(state, step.thanks) if step.thanks else self.flow.msg("feedback_thanks")
+        return [self._say(state, thanks, step)] + self._hang_up(state, "completed")
+
+    # -- when the caller is not understood or silent --------------------------------------------
+
+    def _miss(self, state: CallState, step: Any, kind: str, *, prefix: str | None = None,
+              detail: dict[str, Any] | None = None) -> list[Action]:
+        state.misses += 1
+        state.total_misses += 1
+        failure = {"step": state.step, "kind": kind}
+        if detail:
+            failure["detail"] = detail
+        state.failures.append(failure)
+        if state.misses > self._retries(step) or state.total_misses > self.max_total_misses:
+            return self._transfer(state, "low_confidence")
+        if prefix is None:
+            prefix = self.flow.msg("out_of_scope" if kind == "out_of_scope" else "not_understood")
+        text = f"{prefix} {self._reprompt(state, step)}"
+        return [self._say(state, text, step), self._listen(state, step)]
+
+    def _on_no_input(self, state: CallState, step: Any) -> list[Action]:
+        state.no_inputs += 1
+        state.failures.append({"step": state.step, "kind": "no_input"})
+        if state.no_inputs >= 2:
+            if step.type == "feedback":
+                return [self._say(state, self.flow.msg("goodbye"), step)] + self._hang_up(state, "completed")
+            return self._transfer(state, "no_input")
+        if state.pending:
+            text = f"{self.flow.msg('no_input')} {state.pending['question']}"
+            return [self._say(state, text, step), self._confirm_listen(state, step)]
+        text = f"{self.flow.msg('no_input')} {self._reprompt(state, step)}"
+        return [self._say(state, text, step), self._listen(state, step)]
+
+    def _reprompt(self, state: CallState, step: Any) -> str:
+        """The more specific second question: the step's reprompt, else the question plus a hint."""
+        if getattr(step, "reprompt", None):
+            return self._render(state, step.reprompt)
+        question = self._text(state, state.step)
+        if isinstance(step, AskStep):
+            choices = ", ".join(v.replace("_", " ") for v in (step.choices or {}))
+            return f"{question} {self.flow.msg('hint_' + step.slot_type, choices=choices)}"
+        if isinstance(step, FeedbackStep):
+            return f"{question} {self.flow.msg('hint_score')}"
+        return question
+
+    # -- ending the call ------------------------------------------------------------------------
+
+    def _transfer(self, state: CallState, reason: str, queue: str | None = None,
+                  say: str | None = None) -> list[Action]:
+        settings = self.spec.transfer
+        queue = queue or settings.queue
+        after_hours = bool(self.spec.hours and settings.closed_queue and not self._open(state))
+        if after_hours:
+            queue = settings.closed_queue
+            say = settings.closed_say or self.flow.msg("closed")
+        text = say or settings.say or self.flow.msg("transfer")
+        actions: list[Action] = [self._say(state, text, None, barge_in=False)]
+        state.ended, state.outcome, state.reason = True, "transfer", reason
+        context = build_context(state, self.flow, reason, queue, after_hours=after_hours)
+        return actions + [Transfer(reason=reason, queue=queue, context=context)]
+
+    def _hang_up(self, state: CallState, reason: str) -> list[Action]:
+        state.ended, state.outcome, state.reason = True, "hangup", reason
+        return [Hangup(reason)]
+
+    def _sms(self, state: CallState, step: Any) -> list[Action]:
+        if not state.caller or not state.caller.lstrip("+").isdigit():
+            return [self._say(state, self.flow.msg("sms_unavailable"), step)]
+        body = self.flow.msg("sms_body", summary=caller_summary(state, self.flow))
+        text = self._text(state, state.step) or self.flow.msg("sms_sent")
+        return [SendSms(to=state.caller, text=body), self._say(state, text, step)]
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _wants_agent(self, event: Event) -> bool:
+        if isinstance(event, Digits):
+            return event.digits == "0"
+        if isinstance(event, Utterance):
+            return any(contains_phrase(event.text, w, self.flow.language) for w in self.flow.transfer_words)
+        return False
+
+    def _open(self, state: CallState) -> bool:
+        if not self.spec.hours:
+            return True
+        return is_open(self.spec.hours, dt.datetime.fromisoformat(state.started_at))
+
+    def _slot_value(self, state: CallState, step: AskStep, event: Event) -> Any:
+        today = dt.datetime.fromisoformat(state.started_at).date()
+        mode = step.input_mode
+        if isinstance(event, Digits):
+            if mode == "speech":
+                return None
+            return _from_keys(step, event.digits)
+        if isinstance(event, Utterance) and mode != "dtmf":
+            return parse_slot(step.slot_type, event.text, self.flow.language, length=step.length_range,
+                              choices=step.choices, today=today)
+        return None
+
+    def _retries(self, step: Any) -> int:
+        return step.retries if getattr(step, "retries", None) is not None else self.spec.defaults.retries
+
+    def _confidence(self, step: Any) -> Confidence:
+        return getattr(step, "confidence", None) or self.spec.defaults.confidence
+
+    def _text(self, state: CallState, step_id: str) -> str:
+        return self._render(state, self.flow.prompt_text(step_id))
+
+    def _render(self, state: CallState, text: str | None, extra: dict[str, str] | None = None) -> str:
+        if not text:
+            return ""
+        values = _Blank()
+        for step in self.spec.steps.values():
+            if isinstance(step, AskStep) and step.slot in state.slots and not step.secret:
+                values[step.slot] = spoken(state.slots[step.slot], step.slot_type, self.flow.language,
+                                           self.flow.messages)
+        values.update(extra or {})
+        return text.format_map(values)
+
+    def _prompt(self, state: CallState, step_id: str, step: Any) -> Say:
+        """A step's own prompt, which may have a recorded audio file under its prompt id."""
+        return self._say(state, self._text(state, step_id), step, prompt_id=self.flow.prompt_id(step_id))
+
+    def _say(self, state: CallState, text: str, step: Any, barge_in: bool | None = None,
+             prompt_id: str | None = None) -> Say:
+        if barge_in is None:
+            own = getattr(step, "barge_in", None)
+            barge_in = own if own is not None else self.spec.defaults.barge_in
+        state.transcript.append({"who": "bot", "step": state.step, "text": text})
+        return Say(text=text, prompt_id=prompt_id, barge_in=barge_in)
+
+    def _listen(self, state: CallState, step: Any) -> Listen:
+        timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
+        words = tuple(self.flow.transfer_words)
+        if isinstance(step, AskStep):
+            mode = step.input_mode
+            phrases: tuple[str, ...] = ()
+            if step.slot_type == "yes_no":
+                phrases = self._yes_no_phrases()
+            elif step.slot_type == "choice":
+                phrases = tuple(p for v, ps in (step.choices or {}).items() for p in [v.replace("_", " "), *ps])
+            if phrases or step.grammar:
+                phrases = tuple(dict.fromkeys([*phrases, *step.grammar, *words]))
+            rng = step.length_range
+            max_digits = rng[1] if rng else (8 if step.slot_type == "date" else None)
+            return Listen(step=state.step, speech=mode != "dtmf", dtmf=True, phrases=phrases,
+                          no_input_timeout=timeout, max_digits=max_digits)
+        if isinstance(step, FeedbackStep):
+            return Listen(step=state.step, phrases=tuple(step.grammar), no_input_timeout=timeout, max_digits=1)
+        phrases = tuple(dict.fromkeys([*step.grammar, *words])) if step.grammar else ()
+        return Listen(step=state.step, phrases=phrases, no_input_timeout=timeout, max_digits=1)
+
+    def _confirm_listen(self, state: CallState, step: Any) -> Listen:
+        timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
+        phrases = tuple(dict.fromkeys([*self._yes_no_phrases(), *self.flow.transfer_words]))
+        return Listen(step=state.step, phrases=phrases, no_input_timeout=timeout, max_digits=1)
+
+    def _yes_no_phrases(self) -> tuple[str, ...]:
+        lang = self.flow.language
+        return tuple(dict.fromkeys([*YES.get(lang, ()), *NO.get(lang, ())]))
+
+    def _log_caller(self, state: CallState, step: Any, event: Event) -> None:
+        if isinstance(event, NoInput):
+            entry = {"who": "caller", "step": state.step, "text": "", "event": "no_input"}
+        elif isinstance(event, Digits):
+            entry = {"who": "caller", "step": state.step, "digits": self._redact(state, step, event.digits)}
+        elif isinstance(event, Utterance):
+            entry = {"who": "caller", "step": state.step, "text": self._redact(state, step, event.text),
+                     "confidence": round(event.confidence, 3)}
+        else:
+            return
+        state.transcript.append(entry)
+
+    def _redact(self, state: CallState, step: Any, text: str) -> str:
+        """Secrets and full postcodes never reach the transcript; the parsed masked form does."""
+        if isinstance(step, AskStep) and step.secret:
+            return self.flow.msg("redacted")
+        if isinstance(step, AskStep) and step.slot_type == "postcode" and not state.pending:
+            value = parse_slot("postcode", text, self.flow.language)
+            return masked(value, "postcode") if value else self.flow.msg("redacted")
+        return text
+
+
+def _from_keys(step: AskStep, keys: str) -> Any:
+    """A keypad entry as a slot value: digits as typed, 1/2 for yes/no, 1..n for the n-th choice."""
+    if not keys.isdigit():
+        return None
+    kind = step.slot_type
+    if kind == "digits":
+        rng = step.length_range
+        return keys if not rng or rng[0] <= len(keys) <= rng[1] else None
+    if kind == "number":
+        return int(keys)
+    if kind == "yes_no":
+        return {"1": True, "2": False}.get(keys)
+    if kind == "choice":
+        values = list(step.choices or {})
+        index = int(keys) - 1
+        return values[index] if 0 <= index < len(values) else None
+    if kind == "date" and len(keys) == 8:
+        return parse_date(f"{keys[:2]}-{keys[2:4]}-{keys[4:]}")
+    return None

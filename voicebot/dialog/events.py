@@ -1,0 +1,57 @@
+"""What can happen on a call, as the dialog engine sees it.
+
+Adapters (the simulator, the phone media stream) turn the outside world into these events. They
+are plain frozen data so a recorded call can be replayed event by event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    """A call was answered. ``at`` is the local wall time as ISO 8601, for business hours."""
+
+    call_id: str
+    caller: str = ""
+    called: str = ""
+    at: str = ""
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """What the caller said. ``grammar`` is true when it came from a constrained phrase list."""
+
+    text: str
+    confidence: float = 1.0
+    words: tuple[Word, ...] = field(default_factory=tuple)
+    grammar: bool = False
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Keys the caller pressed in one entry (without the finish key)."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    """The caller said and pressed nothing before the listen timeout."""
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """The caller hung up (or the line dropped)."""
+
+    reason: str = "hangup"
+
+
+Event = CallStarted | Utterance | Digits | NoInput | CallEnded

@@ -1,0 +1,97 @@
+"""What the assistant itself says, per language, when no flow text applies.
+
+Flows write their own prompts; these are the few sentences the engine adds (confirmations,
+"I did not hear you", the source of an answer, the summary for the agent). A flow may override
+any of them under ``messages:``; a flow in a language without a pack here must give all of them,
+which flow validation checks.
+"""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "nl": {
+        "confirm_intent": "U wilt {label}, klopt dat?",
+        "confirm_value": "Ik heb {value} verstaan, klopt dat?",
+        "not_understood": "Sorry, dat heb ik niet goed verstaan.",
+        "out_of_scope": "Daar kan ik u helaas niet mee helpen.",
+        "no_input": "Ik hoorde niets.",
+        "confirm_no": "Excuses, dan vraag ik het opnieuw.",
+        "source": "Deze informatie komt van {source}.",
+        "transfer": "Ik verbind u door met een medewerker. Een moment alstublieft.",
+        "sms_sent": "Ik heb u een samenvatting per sms gestuurd.",
+        "sms_body": "Samenvatting van uw gesprek: {summary}",
+        "feedback_thanks": "Bedankt voor uw beoordeling. Tot ziens.",
+        "goodbye": "Bedankt voor het bellen. Tot ziens.",
+        "hint_digits": "Zegt u de cijfers één voor één, of toets ze in en sluit af met een hekje.",
+        "hint_number": "Zegt u alleen het getal.",
+        "hint_date": "Zegt u de datum, bijvoorbeeld: vijf maart negentienzeventig.",
+        "hint_yes_no": "Zegt u ja of nee.",
+        "hint_postcode": "Zegt u de vier cijfers en de twee letters, bijvoorbeeld: twaalf vierendertig A B.",
+        "hint_choice": "U kunt kiezen uit: {choices}.",
+        "hint_text": "Vertelt u het in een paar woorden.",
+        "hint_score": "Zegt of toets een cijfer van 1 tot 5.",
+        "summary_intent": "Onderwerp: {label}.",
+        "summary_no_intent": "Onderwerp nog niet bekend.",
+        "summary_slots": "Gegevens: {slots}.",
+        "summary_reason": "Doorverbonden omdat {reason}.",
+        "reason_explicit_request": "de beller om een medewerker vroeg",
+        "reason_low_confidence": "de assistent de beller niet goed begreep",
+        "reason_no_input": "de beller geen antwoord gaf",
+        "reason_loop_guard": "het gesprek te lang duurde",
+        "reason_flow": "de vraag door een medewerker wordt afgehandeld",
+        "reason_error": "er een technische storing was",
+        "reason_after_hours": "het buiten openingstijden is",
+        "sms_unavailable": "Uw nummer is afgeschermd, daarom kan ik u geen sms sturen.",
+        "closed": "Onze medewerkers zijn nu niet bereikbaar.",
+        "yes": "ja",
+        "no": "nee",
+        "redacted": "[verborgen]",
+        "provided": "opgegeven",
+    },
+    "en": {
+        "confirm_intent": "You want to {label}, is that right?",
+        "confirm_value": "I understood {value}, is that right?",
+        "not_understood": "Sorry, I did not quite catch that.",
+        "out_of_scope": "I am afraid I cannot help you with that.",
+        "no_input": "I did not hear anything.",
+        "confirm_no": "Sorry, let me ask again.",
+        "source": "This information comes from {source}.",
+        "transfer": "I am putting you through to a colleague. One moment please.",
+        "sms_sent": "I have sent you a summary by text message.",
+        "sms_body": "Summary of your call: {summary}",
+        "feedback_thanks": "Thank you for your rating. Goodbye.",
+        "goodbye": "Thank you for calling. Goodbye.",
+        "hint_digits": "Please say the digits one by one, or key them in followed by the hash key.",
+        "hint_number": "Please say just the number.",
+        "hint_date": "Please say the date, for example: the fifth of March nineteen seventy.",
+        "hint_yes_no": "Please say yes or no.",
+        "hint_postcode": "Please say the four digits and the two letters.",
+        "hint_choice": "You can choose from: {choices}.",
+        "hint_text": "Please tell me in a few words.",
+        "hint_score": "Say or key in a number from 1 to 5.",
+        "summary_intent": "Topic: {label}.",
+        "summary_no_intent": "Topic not known yet.",
+        "summary_slots": "Details: {slots}.",
+        "summary_reason": "Transferred because {reason}.",
+        "reason_explicit_request": "the caller asked for an agent",
+        "reason_low_confidence": "the assistant did not understand the caller",
+        "reason_no_input": "the caller did not answer",
+        "reason_loop_guard": "the call took too long",
+        "reason_flow": "the request is handled by an agent",
+        "reason_error": "of a technical problem",
+        "reason_after_hours": "it is outside business hours",
+        "sms_unavailable": "Your number is withheld, so I cannot send you a text message.",
+        "closed": "Our agents are not available right now.",
+        "yes": "yes",
+        "no": "no",
+        "redacted": "[redacted]",
+        "provided": "provided",
+    },
+}
+
+MESSAGE_KEYS = frozenset(MESSAGES["en"])
+
+
+def messages_for(language: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The message pack for ``language`` with a flow's overrides applied (may be incomplete)."""
+    return {**MESSAGES.get(language, {}), **(overrides or {})}

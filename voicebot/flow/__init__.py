@@ -1,0 +1,133 @@
+"""Call flows: loading a YAML file into a checked, ready-to-run ``Flow``.
+
+``load_flow`` raises ``FlowError`` with every problem in the file (each with its line) or returns
+a ``Flow`` whose intent classifier is trained and whose texts are resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from voicebot.config import DEFAULTS
+from voicebot.dialog.messages import messages_for
+from voicebot.errors import FlowError, Problem
+from voicebot.flow.schema import AskStep, FlowSpec
+from voicebot.flow.validate import Checker, graph_problems, schema_problems
+from voicebot.flow.yamlsrc import DuplicateKey, load_yaml
+from voicebot.nlu.intents import IntentClassifier
+
+
+@dataclass
+class Flow:
+    """A validated flow plus what it needs at run time (classifier, messages, words)."""
+
+    spec: FlowSpec
+    path: str
+    transfer_words: list[str]
+    messages: dict[str, str]
+    classifier: IntentClassifier | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.spec.flow
+
+    @property
+    def language(self) -> str:
+        return self.spec.language
+
+    def step(self, step_id: str) -> Any:
+        return self.spec.steps[step_id]
+
+    def prompt_text(self, step_id: str) -> str:
+        step = self.spec.steps[step_id]
+        if getattr(step, "prompt", None):
+            return self.spec.prompts[step.prompt]
+        return getattr(step, "say", None) or ""
+
+    def prompt_id(self, step_id: str) -> str:
+        """Recorded audio is looked up by this id (``audio/<language>/<id>.wav``)."""
+        return getattr(self.spec.steps[step_id], "prompt", None) or step_id
+
+    def msg(self, key: str, **values: Any) -> str:
+        return self.messages[key].format(**values)
+
+    def secret_slots(self) -> set[str]:
+        return {s.slot for s in self.spec.steps.values() if isinstance(s, AskStep) and s.secret}
+
+
+def _default_words(language: str, configured: dict[str, list[str]] | None) -> list[str]:
+    words = configured if configured is not None else DEFAULTS["dialog"]["transfer_words"]
+    return list(words.get(language, []))
+
+
+def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None = None) -> Flow:
+    """Validate flow text; ``file`` is only used in messages."""
+    try:
+        tree = load_yaml(text)
+    except DuplicateKey as exc:
+        raise FlowError([Problem(file, exc.line, str(exc))]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise FlowError([Problem(file, mark.line + 1 if mark else None, f"not valid YAML: {what}")]) from None
+    if not isinstance(tree, dict):
+        raise FlowError([Problem(file, 1, "a flow must be a mapping with 'flow', 'language', 'start' and 'steps'")])
+    check = Checker(file, tree)
+    try:
+        spec = FlowSpec.model_validate(tree)
+    except ValidationError as exc:
+        schema_problems(check, exc)
+        raise FlowError(check.problems) from None
+    words = spec.transfer_words or _default_words(spec.language, transfer_words)
+    graph_problems(check, spec, words)
+    if check.problems:
+        raise FlowError(check.problems)
+    classifier = None
+    if spec.intents:
+        classifier = IntentClassifier(
+            {name: intent.examples for name, intent in spec.intents.items()}, spec.out_of_scope, spec.language
+        )
+    return Flow(spec=spec, path=file, transfer_words=words,
+                messages=messages_for(spec.language, spec.messages), classifier=classifier)
+
+
+def load_flow(path: str | Path, transfer_words: dict[str, list[str]] | None = None) -> Flow:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FlowError([Problem(str(path), None, f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError:
+        raise FlowError([Problem(str(path), None, "not UTF-8 text")]) from None
+    return parse_flow(text, str(path), transfer_words)
+
+
+def check_files(paths: Iterable[str | Path], transfer_words: dict[str, list[str]] | None = None
+                ) -> tuple[dict[str, Flow], list[Problem]]:
+    """Load every file: the valid flows by id, and every problem found. Flow ids must be unique."""
+    problems: list[Problem] = []
+    flows: dict[str, Flow] = {}
+    for path in paths:
+        try:
+            flow = load_flow(path, transfer_words)
+        except FlowError as exc:
+            problems.extend(exc.problems)
+            continue
+        if flow.id in flows:
+            problems.append(Problem(str(path), 1, f"flow id '{flow.id}' is also used by {flows[flow.id].path}"))
+            continue
+        flows[flow.id] = flow
+    return flows, problems
+
+
+def load_flows(directory: str | Path, transfer_words: dict[str, list[str]] | None = None) -> dict[str, Flow]:
+    """All flows of a directory by id; raises FlowError listing the problems of every bad file."""
+    flows, problems = check_files(sorted(Path(directory).glob("*.yaml")), transfer_words)
+    if problems:
+        raise FlowError(problems)
+    return flows

@@ -1,0 +1,221 @@
+"""The shape of a flow file, as pydantic models.
+
+Pydantic checks keys and types (``extra="forbid"`` turns a misspelt key into an error rather
+than a silently ignored setting); graph-level checks (missing targets, dead ends, reachability,
+the AI disclosure) live in ``validate.py`` because they need the whole flow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from voicebot.nlu.slots import SLOT_TYPES
+
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Confidence(Strict):
+    """Understanding scores: at or above ``accept`` taken as is, at or above ``confirm`` asked back."""
+
+    accept: float = Field(0.70, ge=0, le=1)
+    confirm: float = Field(0.40, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Confidence":
+        if self.confirm > self.accept:
+            raise ValueError("confidence.confirm must not be above confidence.accept")
+        return self
+
+
+class Defaults(Strict):
+    retries: int = Field(1, ge=0, le=3)
+    confidence: Confidence = Confidence()
+    no_input_timeout: float = Field(6.0, gt=0, le=60)
+    barge_in: bool = True
+
+
+class TransferSettings(Strict):
+    queue: str = "algemeen"
+    say: str | None = None
+    closed_queue: str | None = None
+    closed_say: str | None = None
+
+
+def parse_ranges(text: str) -> list[tuple[dt.time, dt.time]]:
+    """ "08:00-12:00, 13:00-17:00" -> time pairs; "closed" -> []."""
+    if text.strip().lower() == "closed":
+        return []
+    ranges = []
+    for part in text.split(","):
+        m = _HOURS.match(part)
+        if not m:
+            raise ValueError(f"'{part.strip()}' is not a time range like 08:00-17:30 (or 'closed')")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+            raise ValueError(f"'{part.strip()}' is not a valid time range")
+        start = dt.time(h1, m1)
+        end = dt.time(23, 59, 59) if h2 == 24 else dt.time(h2, m2)
+        if end <= start:
+            raise ValueError(f"'{part.strip()}' ends before it starts")
+        ranges.append((start, end))
+    return ranges
+
+
+class Hours(Strict):
+    timezone: str = "Europe/Amsterdam"
+    weekly: dict[str, str]
+    holidays: list[dt.date] = []
+
+    @field_validator("weekly")
+    @classmethod
+    def _weekly(cls, value: dict[str, str]) -> dict[str, str]:
+        for day, ranges in value.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"'{day}' is not a weekday; use {', '.join(WEEKDAYS)}")
+            parse_ranges(str(ranges))
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}'") from exc
+        return value
+
+
+class Intent(Strict):
+    label: str
+    examples: list[str] = Field(min_length=1)
+
+
+class StepBase(Strict):
+    say: str | None = None
+    prompt: str | None = None
+    retries: int | None = Field(None, ge=0, le=3)
+    confidence: Confidence | None = None
+    no_input_timeout: float | None = Field(None, gt=0, le=60)
+    barge_in: bool | None = None
+    grammar: list[str] = []
+
+
+class SayStep(StepBase):
+    type: Literal["say"]
+    next: str
+
+
+class AnswerStep(StepBase):
+    type: Literal["answer"]
+    source: str = Field(min_length=1)
+    next: str
+
+
+class RouteStep(StepBase):
+    type: Literal["route"]
+    reprompt: str
+    routes: dict[str, str] = Field(min_length=1)
+
+
+class AskStep(StepBase):
+    type: Literal["ask"]
+    slot: Identifier
+    slot_type: Literal[SLOT_TYPES]  # type: ignore[valid-type]
+    reprompt: str | None = None
+    next: str | None = None
+    confirm: str | None = None
+    branches: dict[str, str] = {}
+    choices: dict[str, list[str]] | None = None
+    length: int | tuple[int, int] | None = None
+    input: Literal["speech", "dtmf", "both"] | None = None
+    secret: bool = False
+
+    @property
+    def length_range(self) -> tuple[int, int] | None:
+        if self.length is None:
+            return None
+        return (self.length, self.length) if isinstance(self.length, int) else tuple(self.length)  # type: ignore[return-value]
+
+    @property
+    def input_mode(self) -> str:
+        if self.input:
+            return self.input
+        return "both" if self.slot_type in ("digits", "number", "yes_no", "choice") else "speech"
+
+
+class HoursStep(Strict):
+    type: Literal["hours"]
+    open: str
+    closed: str
+
+
+class TransferStep(StepBase):
+    type: Literal["transfer"]
+    queue: str | None = None
+    reason: Literal["flow", "explicit_request"] = "flow"
+
+
+class SmsStep(StepBase):
+    type: Literal["sms"]
+    next: str
+
+
+class FeedbackStep(StepBase):
+    type: Literal["feedback"]
+    thanks: str | None = None
+
+
+class HangupStep(StepBase):
+    type: Literal["hangup"]
+
+
+Step = Annotated[
+    Union[SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep],
+    Field(discriminator="type"),
+]
+STEP_TYPES = ("say", "answer", "route", "ask", "hours", "transfer", "sms", "feedback", "hangup")
+TERMINAL_TYPES = frozenset({"transfer", "feedback", "hangup"})
+LISTENING_TYPES = frozenset({"route", "ask", "feedback"})
+
+
+class FlowSpec(Strict):
+    flow: Identifier
+    language: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    description: str = ""
+    start: str
+    defaults: Defaults = Defaults()
+    transfer: TransferSettings = TransferSettings()
+    transfer_words: list[str] | None = None
+    disclosure: list[str] | None = None
+    hours: Hours | None = None
+    prompts: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    intents: dict[Identifier, Intent] = {}
+    out_of_scope: list[str] = []
+    steps: dict[Identifier, Step] = Field(min_length=1)
+
+
+def targets(step: object) -> dict[str, str]:
+    """Every transition of a step, keyed by where it is written ("next", "routes.x", ...)."""
+    out: dict[str, str] = {}
+    for attr in ("next", "open", "closed"):
+        value = getattr(step, attr, None)
+        if value:
+            out[attr] = value
+    for key, value in (getattr(step, "routes", None) or {}).items():
+        out[f"routes.{key}"] = value
+    for key, value in (getattr(step, "branches", None) or {}).items():
+        out[f"branches.{key}"] = value
+    return out

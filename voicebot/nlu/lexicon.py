@@ -1,0 +1,78 @@
+"""Words the parsers need per language. Adding a language means adding an entry here.
+
+A language without an entry still works for keypad input and digits written as numerals; spoken
+numbers need text2num support for that language.
+"""
+
+from __future__ import annotations
+
+HESITATIONS: dict[str, frozenset[str]] = {
+    "nl": frozenset({"eh", "ehm", "uh", "uhm", "hm", "hmm", "ehh", "uhh", "euh", "nou", "eeh"}),
+    "en": frozenset({"uh", "um", "uhm", "erm", "er", "hm", "hmm", "ah", "uhh", "umm"}),
+}
+
+# Negative phrases are checked first: "dat klopt niet" contains "klopt".
+YES: dict[str, tuple[str, ...]] = {
+    "nl": ("ja", "jazeker", "jawel", "jaja", "klopt", "dat klopt", "correct", "juist", "precies", "prima",
+           "goed", "is goed", "oke", "okay", "ok", "oké", "zeker", "graag", "ja graag", "jep", "jup", "yes",
+           "akkoord", "inderdaad", "dat is juist", "dat is goed"),
+    "en": ("yes", "yeah", "yep", "yup", "correct", "right", "that's right", "thats right", "sure", "ok", "okay",
+           "please", "yes please", "indeed", "absolutely", "exactly", "that is correct", "affirmative"),
+}
+NO: dict[str, tuple[str, ...]] = {
+    "nl": ("nee", "neen", "nee hoor", "niet", "klopt niet", "dat klopt niet", "incorrect", "fout", "nope",
+           "liever niet", "nee dank je", "nee dank u", "nee bedankt", "onjuist", "dat is niet goed", "niet goed",
+           "helemaal niet", "geen", "nein"),
+    "en": ("no", "nope", "nah", "not", "wrong", "incorrect", "no thanks", "no thank you", "that's wrong",
+           "thats wrong", "not right", "negative"),
+}
+
+MONTHS: dict[str, dict[str, int]] = {
+    "nl": {"januari": 1, "jan": 1, "februari": 2, "feb": 2, "maart": 3, "mrt": 3, "april": 4, "apr": 4,
+           "mei": 5, "juni": 6, "jun": 6, "juli": 7, "jul": 7, "augustus": 8, "aug": 8, "september": 9,
+           "sep": 9, "sept": 9, "oktober": 10, "okt": 10, "november": 11, "nov": 11, "december": 12, "dec": 12},
+    "en": {"january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4,
+           "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9,
+           "sep": 9, "sept": 9, "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12},
+}
+MONTH_NAMES: dict[str, tuple[str, ...]] = {
+    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september",
+           "oktober", "november", "december"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"),
+}
+RELATIVE_DAYS: dict[str, dict[str, int]] = {
+    "nl": {"vandaag": 0, "morgen": 1, "overmorgen": 2, "gisteren": -1},
+    "en": {"today": 0, "tomorrow": 1, "yesterday": -1},
+}
+# Compound year words text2num does not split ("negentienzeventig" = 19|70).
+CENTURY_PREFIXES: dict[str, tuple[str, ...]] = {
+    "nl": ("negentien", "achttien", "twintig"),
+    "en": (),
+}
+
+# Spoken letter names and the spelling alphabet, for postcodes ("twaalf vierendertig bee cee").
+LETTERS: dict[str, dict[str, str]] = {
+    "nl": {
+        "aa": "A", "bee": "B", "be": "B", "cee": "C", "ce": "C", "dee": "D", "de": "D", "ef": "F", "gee": "G",
+        "ge": "G", "ha": "H", "jee": "J", "je": "J", "ka": "K", "el": "L", "em": "M", "pee": "P", "pe": "P",
+        "ku": "Q", "er": "R", "es": "S", "tee": "T", "te": "T", "vee": "V", "ve": "V", "wee": "W", "we": "W",
+        "iks": "X", "ij": "Y", "zet": "Z",
+        "anton": "A", "bernard": "B", "cornelis": "C", "dirk": "D", "eduard": "E", "ferdinand": "F",
+        "gerard": "G", "hendrik": "H", "izaak": "I", "johannes": "J", "karel": "K", "lodewijk": "L",
+        "maria": "M", "nico": "N", "otto": "O", "pieter": "P", "quotiënt": "Q", "richard": "R", "simon": "S",
+        "theodoor": "T", "utrecht": "U", "victor": "V", "willem": "W", "xantippe": "X", "ypsilon": "Y",
+        "zacharias": "Z",
+    },
+    "en": {"bee": "B", "see": "C", "dee": "D", "ef": "F", "gee": "G", "aitch": "H", "jay": "J", "kay": "K",
+           "el": "L", "em": "M", "en": "N", "pee": "P", "cue": "Q", "ar": "R", "es": "S", "tee": "T",
+           "you": "U", "vee": "V", "ex": "X", "why": "Y", "zed": "Z", "zee": "Z"},
+}
+
+# How an opening can tell callers they are talking to a machine (EU AI Act transparency).
+DISCLOSURE: dict[str, tuple[str, ...]] = {
+    "nl": ("digitale assistent", "virtuele assistent", "spraakassistent", "computer", "automatische assistent",
+           "chatbot", "voicebot"),
+    "en": ("digital assistant", "virtual assistant", "automated assistant", "automated system", "computer",
+           "voicebot", "chatbot"),
+}

@@ -1,0 +1,249 @@
+"""Try a flow without a phone: a text call in the terminal, and scripted scenarios for regression tests.
+
+Typed text stands in for recognised speech (confidence 1.0 unless a scenario says otherwise),
+``#123`` for keys and an empty line for silence. The same engine runs as on a real call, so what
+passes here behaves the same on the phone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import yaml
+
+from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
+from voicebot.dialog.engine import DialogEngine
+from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInput, Utterance
+from voicebot.dialog.state import CallState
+from voicebot.errors import ScenarioError
+from voicebot.flow import Flow
+
+
+class Simulation:
+    """One simulated call: feed it events, read back actions and state."""
+
+    def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
+                 max_turns: int = 40, call_id: str = "SIM-1"):
+        self.flow = flow
+        self.engine = DialogEngine(flow, max_turns=max_turns)
+        start = CallStarted(call_id=call_id, caller=caller, called="+31850000000",
+                            at=at or dt.datetime.now().replace(microsecond=0).isoformat())
+        self.state: CallState
+        self.state, self.opening = self.engine.start(start)
+        self.transfer: Transfer | None = next((a for a in self.opening if isinstance(a, Transfer)), None)
+        self.last_nlu: dict[str, Any] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state.ended
+
+    def send(self, event: Event) -> list[Action]:
+        self.last_nlu = None
+        if isinstance(event, Utterance) and self.flow.classifier and not self.state.pending:
+            step = self.flow.spec.steps.get(self.state.step or "")
+            if step is not None and step.type == "route":
+                self.last_nlu = self.flow.classifier.classify(event.text).to_dict()
+        actions = self.engine.handle(self.state, event)
+        for action in actions:
+            if isinstance(action, Transfer):
+                self.transfer = action
+        return actions
+
+    def say(self, text: str, confidence: float = 1.0) -> list[Action]:
+        return self.send(Utterance(text=text, confidence=confidence))
+
+    def keys(self, digits: str) -> list[Action]:
+        return self.send(Digits(digits.rstrip("#")))
+
+    def silence(self) -> list[Action]:
+        return self.send(NoInput())
+
+
+def parse_line(line: str) -> Event:
+    """A typed line as a caller event: ``#123`` keys, empty silence, else speech."""
+    text = line.strip()
+    if not text:
+        return NoInput()
+    if text.startswith("#"):
+        return Digits(text[1:].rstrip("#"))
+    return Utterance(text=text)
+
+
+def render_actions(actions: list[Action], out: TextIO) -> None:
+    for action in actions:
+        if isinstance(action, Say):
+            out.write(f"bot> {action.text}\n")
+        elif isinstance(action, Listen):
+            hint = f" (grammar: {', '.join(action.phrases[:6])}{'...' if len(action.phrases) > 6 else ''})" \
+                if action.phrases else ""
+            out.write(f"     [listening at {action.step}{hint}]\n")
+        elif isinstance(action, SendSms):
+            out.write(f"     [sms to {action.to}: {action.text}]\n")
+        elif isinstance(action, Transfer):
+            out.write(f"     [transfer to queue '{action.queue}', reason {action.reason}]\n")
+            out.write(json.dumps(action.context, indent=2, ensure_ascii=False) + "\n")
+        elif isinstance(action, Hangup):
+            out.write(f"     [hang up: {action.reason}]\n")
+
+
+def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO) -> CallState:
+    """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call."""
+    sim = Simulation(flow, caller=caller, at=at)
+    out.write(f"Text call on flow '{flow.id}' ({flow.language}). Type what the caller says; "
+              "#1234 for keys, an empty line for silence, Ctrl-D to hang up.\n")
+    render_actions(sim.opening, out)
+    while not sim.ended:
+        try:
+            line = read("you> ")
+        except EOFError:
+            sim.send(CallEnded("hangup"))
+            out.write("     [caller hung up]\n")
+            break
+        actions = sim.send(parse_line(line))
+        if sim.last_nlu:
+            alts = ", ".join(f"{a['intent']} {a['confidence']:.2f}" for a in sim.last_nlu["alternatives"])
+            out.write(f"     [intent: {sim.last_nlu['intent']} {sim.last_nlu['confidence']:.2f}; "
+                      f"runners-up: {alts}]\n")
+        render_actions(actions, out)
+    return sim.state
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+TURN_KEYS = {"say", "dtmf", "silence", "confidence", "expect", "hangup"}
+EXPECT_KEYS = {"intent", "slots", "prompt_contains", "prompt_not_contains", "transfer", "queue", "hangup",
+               "step", "feedback", "sms", "context"}
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    failures: list[str] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenarios: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: expected a mapping with 'scenarios' (or 'turns')")
+    if "turns" in data:
+        data = {**{k: v for k, v in data.items() if k != "turns"},
+                "scenarios": [{"name": data.get("name", path.stem), "turns": data["turns"]}]}
+    scenarios = data.get("scenarios")
+    if not isinstance(scenarios, list) or not scenarios:
+        raise ScenarioError(f"{path}: 'scenarios' must be a non-empty list")
+    defaults = {k: data[k] for k in ("flow", "caller", "at") if k in data}
+    if "flow" in defaults:
+        defaults["flow"] = str((path.parent / defaults["flow"]).resolve()) if not Path(defaults["flow"]).is_absolute() \
+            else defaults["flow"]
+    for i, scenario in enumerate(scenarios):
+        if not isinstance(scenario, dict) or not isinstance(scenario.get("turns"), list):
+            raise ScenarioError(f"{path}: scenario {i + 1} needs 'turns' (a list)")
+        for j, turn in enumerate(scenario["turns"]):
+            where = f"{path}: scenario '{scenario.get('name', i + 1)}', turn {j + 1}"
+            if not isinstance(turn, dict):
+                raise ScenarioError(f"{where}: a turn is a mapping")
+            unknown = set(turn) - TURN_KEYS
+            if unknown:
+                raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}; use {sorted(TURN_KEYS)}")
+            inputs = [k for k in ("say", "dtmf", "silence", "hangup") if k in turn]
+            if len(inputs) > 1:
+                raise ScenarioError(f"{where}: one of say/dtmf/silence/hangup per turn")
+            unknown = set(turn.get("expect") or {}) - EXPECT_KEYS
+            if unknown:
+                raise ScenarioError(f"{where}: unknown expectations {sorted(unknown)}; use {sorted(EXPECT_KEYS)}")
+    return defaults, scenarios
+
+
+def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+31612345678",
+                 at: str | None = None) -> ScenarioResult:
+    result = ScenarioResult(name=str(scenario.get("name", "scenario")))
+    sim = Simulation(flow, caller=str(scenario.get("caller", caller)), at=scenario.get("at", at))
+    actions = sim.opening
+    first = True
+    for n, turn in enumerate(scenario["turns"], start=1):
+        if not first or any(k in turn for k in ("say", "dtmf", "silence", "hangup")):
+            if sim.ended:
+                result.failures.append(f"turn {n}: the call already ended")
+                break
+            if "say" in turn:
+                result.transcript.append(f"caller: {turn['say']}")
+                actions = sim.say(str(turn["say"]), float(turn.get("confidence", 1.0)))
+            elif "dtmf" in turn:
+                result.transcript.append(f"caller: #{turn['dtmf']}")
+                actions = sim.keys(str(turn["dtmf"]))
+            elif "silence" in turn:
+                result.transcript.append("caller: (silence)")
+                actions = sim.silence()
+            elif "hangup" in turn:
+                actions = sim.send(CallEnded("hangup"))
+        first = False
+        result.transcript.extend(f"bot: {a.text}" for a in actions if isinstance(a, Say))
+        result.failures.extend(f"turn {n}: {f}" for f in _check(sim, actions, turn.get("expect") or {}))
+    return result
+
+
+def _check(sim: Simulation, actions: list[Action], expect: dict[str, Any]) -> list[str]:
+    said = " ".join(a.text for a in actions if isinstance(a, Say))
+    failures: list[str] = []
+    transfer = next((a for a in actions if isinstance(a, Transfer)), None)
+    hangup = next((a for a in actions if isinstance(a, Hangup)), None)
+    sms = [a for a in actions if isinstance(a, SendSms)]
+    state = sim.state
+    for key, want in expect.items():
+        if key == "intent" and state.intent != want:
+            failures.append(f"intent is {state.intent!r}, expected {want!r}")
+        elif key == "slots":
+            for name, value in (want or {}).items():
+                got = state.slots.get(name, state.secrets.get(name) and "<secret>")
+                if str(got) != str(value):
+                    failures.append(f"slot {name} is {got!r}, expected {value!r}")
+        elif key in ("prompt_contains", "prompt_not_contains"):
+            for text in [want] if isinstance(want, str) else want:
+                present = text.lower() in said.lower()
+                if present != (key == "prompt_contains"):
+                    verb = "does not contain" if key == "prompt_contains" else "contains"
+                    failures.append(f"prompt {verb} {text!r}: {said!r}")
+        elif key == "transfer":
+            if transfer is None:
+                failures.append(f"no transfer (expected reason {want!r}); said: {said!r}")
+            elif want is not True and transfer.reason != want:
+                failures.append(f"transfer reason is {transfer.reason!r}, expected {want!r}")
+        elif key == "queue" and (transfer is None or transfer.queue != want):
+            failures.append(f"transfer queue is {transfer.queue if transfer else None!r}, expected {want!r}")
+        elif key == "hangup" and bool(hangup) != bool(want):
+            failures.append("expected a hang-up" if want else f"unexpected hang-up ({hangup.reason})")
+        elif key == "step" and state.step != want:
+            failures.append(f"step is {state.step!r}, expected {want!r}")
+        elif key == "feedback" and state.feedback != want:
+            failures.append(f"feedback is {state.feedback!r}, expected {want!r}")
+        elif key == "sms":
+            if bool(sms) != bool(want):
+                failures.append("expected an sms" if want else "unexpected sms")
+            elif isinstance(want, str) and not any(want.lower() in s.text.lower() for s in sms):
+                failures.append(f"sms does not contain {want!r}")
+        elif key == "context":
+            if transfer is None:
+                failures.append("expected a transfer context, but no transfer happened")
+                continue
+            for name, value in (want or {}).items():
+                got = transfer.context.get(name)
+                ok = (value in got) if isinstance(value, str) and isinstance(got, str) and name in (
+                    "summary",) else (got == value or (isinstance(got, dict) and isinstance(value, dict)
+                                                       and all(got.get(k) == v for k, v in value.items())))
+                if not ok:
+                    failures.append(f"context {name} is {got!r}, expected {value!r}")
+    return failures
