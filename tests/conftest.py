@@ -1,0 +1,86 @@
+"""Generic fixtures shared by all tests: a real Redis, a clean environment, and settings.
+
+Feature-specific fixtures belong in their own test modules (or a conftest of their own), not here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from voicebot.config import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    """A throw-away redis-server for the whole session, so tests never touch a developer's Redis."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail(
+            "redis-server is not installed; the tests need a real one. "
+            "Run `make test` (it installs it) or `apt-get install redis-server`.",
+            pytrace=False,
+        )
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    log = workdir / "redis.log"
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--logfile", str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    deadline = time.monotonic() + REDIS_START_TIMEOUT
+    while True:
+        try:
+            if client.ping():
+                break
+        except redis.RedisError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            text = log.read_text(errors="replace") if log.exists() else "(no log)"
+            pytest.fail(f"redis-server on port {port} did not answer PING:\n{text[-2000:]}", pytrace=False)
+        time.sleep(0.05)
+    client.close()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's REDIS_URL, VOICEBOT_CONFIG or Twilio credentials out of the tests."""
+    for name in list(os.environ):
+        if name in ("REDIS_URL", "VOICEBOT_CONFIG") or name.startswith("TWILIO_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str):
+    """The repository's config.yaml, pointed at the session's Redis."""
+    return load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url})
