@@ -19,7 +19,7 @@ from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInpu
 from voicebot.dialog.hours import is_open
 from voicebot.dialog.present import masked, spoken, to_json
 from voicebot.dialog.state import CallState
-from voicebot.dialog.understanding import ACCEPT, CONFIRM, assess
+from voicebot.dialog.understanding import ACCEPT, CONFIRM, assess, unknown_ratio
 from voicebot.flow import Flow
 from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep
 from voicebot.nlu.lexicon import NO, YES
@@ -126,11 +126,12 @@ class DialogEngine:
     # -- step handlers --------------------------------------------------------------------------
 
     def _on_route(self, state: CallState, step: RouteStep, event: Event) -> list[Action]:
-        if not isinstance(event, Utterance) or self.flow.classifier is None:
+        if not isinstance(event, Utterance) or self.flow.classifier is None or unknown_ratio(event) >= 0.5:
             return self._miss(state, step, "not_understood")
         result = self.flow.classifier.classify(event.text)
         if result.intent is None or result.intent not in step.routes:
-            return self._miss(state, step, "out_of_scope", detail=result.to_dict())
+            kind = "not_understood" if result.intent is None and not result.is_out_of_scope else "out_of_scope"
+            return self._miss(state, step, kind, detail=result.to_dict())
         verdict = assess(result.confidence, result.margin, event, self._confidence(step))
         if verdict.decision == ACCEPT:
             return self._take_intent(state, step, result.intent, verdict.score)

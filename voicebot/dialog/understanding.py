@@ -28,12 +28,18 @@ class Verdict:
     signals: dict[str, Any] = field(default_factory=dict)
 
 
+def unknown_ratio(utterance: Utterance) -> float:
+    """Share of words the recogniser could not place; 1.0 for an empty utterance."""
+    heard = [w.word for w in utterance.words] or utterance.text.split()
+    return sum(1 for w in heard if w.lower() in UNKNOWN_WORDS) / len(heard) if heard else 1.0
+
+
 def assess(nlu_confidence: float, margin: float, utterance: Utterance, thresholds: Confidence) -> Verdict:
     """Combine understanding (classifier or parser) with how well the words were heard."""
     tokens = utterance.text.split()
     heard = [w.word for w in utterance.words] or tokens
     unknown = sum(1 for w in heard if w.lower() in UNKNOWN_WORDS)
-    unk_ratio = unknown / len(heard) if heard else 1.0
+    unk_ratio = unknown_ratio(utterance)
     low_words = (sum(1 for w in utterance.words if w.confidence < LOW_WORD_CONFIDENCE) / len(utterance.words)
                  if utterance.words else 0.0)
     asr = min(1.0, max(0.0, utterance.confidence))

@@ -27,8 +27,8 @@ class Strict(BaseModel):
 class Confidence(Strict):
     """Understanding scores: at or above ``accept`` taken as is, at or above ``confirm`` asked back."""
 
-    accept: float = Field(0.70, ge=0, le=1)
-    confirm: float = Field(0.40, ge=0, le=1)
+    accept: float = Field(0.60, ge=0, le=1)
+    confirm: float = Field(0.35, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> "Confidence":

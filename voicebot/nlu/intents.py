@@ -32,6 +32,11 @@ class IntentResult:
     out_of_scope: float = 0.0
 
     @property
+    def is_out_of_scope(self) -> bool:
+        """Rejected because it clearly resembles the flow's out-of-scope examples, not merely unclear."""
+        return self.intent is None and self.out_of_scope > max(self.confidence, 0.4)
+
+    @property
     def margin(self) -> float:
         """How far the best intent is ahead of the runner-up (1.0 when there is none)."""
         if not self.alternatives:
@@ -92,7 +97,7 @@ class IntentClassifier:
         probs = self._model.predict_proba([norm])[0]
         oos = float(probs[self._classes.index(OUT_OF_SCOPE)]) if OUT_OF_SCOPE in self._classes else 0.0
         ranked = sorted(
-            ((label, float(p)) for label, p in zip(self._classes, probs) if label != OUT_OF_SCOPE),
+            ((str(label), float(p)) for label, p in zip(self._classes, probs) if label != OUT_OF_SCOPE),
             key=lambda item: item[1], reverse=True,
         )
         best, conf = ranked[0]
