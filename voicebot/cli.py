@@ -143,4 +143,4 @@ def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None,
         click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
     flow = _load(ctx, _flow_file(ctx, flow_path))
-    simulator.chat(flow, caller=caller, at=at, read=input, out=click.get_text_stream("stdout"))
+    simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout)

@@ -21,6 +21,7 @@ from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInpu
 from voicebot.dialog.state import CallState
 from voicebot.errors import ScenarioError
 from voicebot.flow import Flow
+from voicebot.flow.yamlsrc import load_yaml
 
 
 class Simulation:
@@ -134,7 +135,8 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
     """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # The flows' YAML 1.2 reading, so a caller who says `yes` is the text "yes", not True.
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ScenarioError(f"{path}: cannot read scenarios: {exc}") from None
     if not isinstance(data, dict):
