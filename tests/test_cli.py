@@ -1,0 +1,58 @@
+"""The operator commands: nlu JSON and the interactive text call."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from voicebot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+ENERGIE = str(REPO / "flows" / "energie.yaml")
+
+
+def test_nlu_prints_intent_and_slots():
+    result = CliRunner().invoke(main, ["nlu", "--flow", ENERGIE, "eh ik wil mijn meterstand doorgeven"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"intent", "confidence", "alternatives", "slots"}
+    assert data["intent"] == "meterstand_doorgeven"
+    assert 0 < data["confidence"] <= 1 and data["alternatives"][0]["intent"] != "meterstand_doorgeven"
+    out = json.loads(CliRunner().invoke(main, ["nlu", "--flow", ENERGIE, "ik wil een pizza bestellen"]).output)
+    assert out["intent"] is None
+    slots = json.loads(CliRunner().invoke(main, ["nlu", "--flow", ENERGIE,
+                                                 "mijn postcode is twaalf vierendertig a b"]).output)["slots"]
+    assert slots == {"postcode": "1234 AB"}
+
+
+def test_nlu_defaults_to_configured_flow(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(main, ["nlu", "storing melden"])
+    assert json.loads(result.output)["intent"] == "storing_melden"
+
+
+def test_chat_interactive_until_transfer():
+    lines = "ik wil mijn meterstand doorgeven\n\nmedewerker\n"
+    result = CliRunner().invoke(main, ["chat", "--flow", ENERGIE, "--at", "2026-11-23T10:00:00"], input=lines)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "digitale assistent" in out
+    assert "[intent: meterstand_doorgeven" in out
+    assert "hoorde niets" in out
+    assert "reason explicit_request" in out
+    assert '"summary"' in out and '"transcript"' in out
+
+
+def test_chat_end_of_input_hangs_up():
+    result = CliRunner().invoke(main, ["chat", "--flow", ENERGIE], input="")
+    assert result.exit_code == 0 and "caller hung up" in result.output
+
+
+def test_dialog_core_imports_no_adapters():
+    code = ("import sys, voicebot.dialog.engine, voicebot.simulator; "
+            "bad = [m for m in ('flask', 'flask_sock', 'redis', 'rq', 'vosk', 'pyttsx3', 'twilio', 'gunicorn') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

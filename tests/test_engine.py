@@ -1,0 +1,256 @@
+"""The rules no flow can forget, on a small flow, through the pure engine."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialog.actions import Hangup, Listen, Say, SendSms, Transfer
+from voicebot.dialog.events import CallEnded, Digits, NoInput, Utterance, Word
+from voicebot.dialog.state import CallState
+from voicebot.flow import load_flow
+from voicebot.simulator import Simulation
+
+MINI = load_flow(Path(__file__).parent / "data" / "mini.yaml")
+WEEKDAY = "2026-11-23T10:00:00"   # a Monday, open
+SUNDAY = "2026-11-22T10:00:00"
+
+
+def sim(**kw) -> Simulation:
+    return Simulation(MINI, at=kw.pop("at", WEEKDAY), **kw)
+
+
+def said(actions) -> str:
+    return " ".join(a.text for a in actions if isinstance(a, Say))
+
+
+def transfer(actions) -> Transfer:
+    found = [a for a in actions if isinstance(a, Transfer)]
+    assert found, f"no transfer in {actions}"
+    return found[0]
+
+
+def test_opening_discloses_and_listens():
+    s = sim()
+    assert "digitale assistent" in said(s.opening)
+    assert isinstance(s.opening[-1], Listen)
+    assert s.state.step == "menu"
+
+
+ROUTES_TO = {
+    "menu": [],
+    "klantnummer": ["meterstand doorgeven"],
+    "geboortedatum": ["meterstand doorgeven", "#1234567", "ja"],
+    "stand": ["meterstand doorgeven", "#1234567", "ja", "vijf maart negentienzeventig"],
+    "sms_vraag": ["meterstand doorgeven", "#1234567", "ja", "vijf maart negentienzeventig", "twaalf"],
+    "postcode": ["ik heb een storing"],
+    "einde": ["wat zijn de openingstijden"],
+}
+
+
+def drive(s: Simulation, turns):
+    for turn in turns:
+        if turn.startswith("#"):
+            s.keys(turn[1:])
+        else:
+            s.say(turn)
+
+
+@pytest.mark.parametrize("step", sorted(ROUTES_TO))
+@pytest.mark.parametrize("ask", ["medewerker", "eh mag ik een medewerker spreken", "#0"])
+def test_agent_on_request_at_every_step(step, ask):
+    s = sim()
+    drive(s, ROUTES_TO[step])
+    assert s.state.step == step
+    actions = s.keys("0") if ask == "#0" else s.say(ask)
+    t = transfer(actions)
+    assert t.reason == "explicit_request"
+    assert t.context["reason"] == "explicit_request"
+    assert s.ended
+
+
+def test_agent_word_while_confirming():
+    s = sim()
+    s.say("meterstand doorgeven")
+    s.keys("1234567")
+    assert s.state.pending
+    assert transfer(s.say("nee ik wil een medewerker")).reason == "explicit_request"
+
+
+def test_two_unintelligible_answers_transfer_low_confidence():
+    s = sim()
+    first = s.say("blub blab [unk]")
+    assert "niet goed verstaan" in said(first) and "bijvoorbeeld" in said(first), "asks again, more specifically"
+    assert not s.ended
+    t = transfer(s.say("[unk] [unk]"))
+    assert t.reason == "low_confidence"
+    kinds = [f["kind"] for f in t.context["failures"]]
+    assert len(kinds) == 2
+
+
+def test_out_of_scope_is_named_then_transferred():
+    s = sim()
+    first = s.say("ik wil een pizza bestellen")
+    assert "niet mee helpen" in said(first)
+    assert s.state.failures[-1]["kind"] == "out_of_scope"
+    assert transfer(s.say("hoe laat vertrekt de trein naar utrecht")).reason == "low_confidence"
+
+
+def test_medium_confidence_is_confirmed():
+    s = sim()
+    actions = s.say("ik wil mijn meterstand doorgeven", confidence=0.35)
+    assert "U wilt uw meterstand doorgeven, klopt dat?" in said(actions)
+    listen = actions[-1]
+    assert isinstance(listen, Listen) and "ja" in listen.phrases and "nee" in listen.phrases
+    assert s.state.intent is None
+    actions = s.say("ja")
+    assert s.state.intent == "meterstand" and "klantnummer" in said(actions)
+
+
+def test_denied_confirmation_asks_again_then_transfers():
+    s = sim()
+    s.say("ik wil mijn meterstand doorgeven", confidence=0.35)
+    again = s.say("nee")
+    assert "opnieuw" in said(again) and s.state.step == "menu"
+    s.say("ik wil mijn meterstand doorgeven", confidence=0.35)
+    assert transfer(s.say("nee")).reason == "low_confidence"
+
+
+def test_unknown_words_lower_the_score_more_than_asr_confidence():
+    s = sim()
+    words = (Word("ik", 0.9), Word("[unk]", 0.2), Word("[unk]", 0.2), Word("meterstand", 0.4))
+    actions = s.send(Utterance("ik [unk] [unk] meterstand", confidence=0.9, words=words))
+    assert s.state.intent is None
+    assert s.state.failures or s.state.pending
+
+
+def test_grammar_miss_counts_as_not_understood():
+    s = sim()
+    s.say("meterstand doorgeven")
+    s.keys("1234567")
+    actions = s.send(Utterance("[unk]", confidence=1.0, grammar=True))
+    assert "niet goed verstaan" in said(actions)
+
+
+def test_two_silences_transfer_no_input():
+    s = sim()
+    first = s.silence()
+    assert "hoorde niets" in said(first)
+    assert isinstance(first[-1], Listen)
+    assert transfer(s.silence()).reason == "no_input"
+
+
+def test_loop_guard():
+    s = Simulation(MINI, at=WEEKDAY, max_turns=3)
+    s.say("openingstijden")
+    s.say("ik heb een vraag")  # feedback miss
+    t = s.say("hallo")
+    assert s.ended
+    assert isinstance(t[-1], (Hangup, Transfer))
+
+
+def test_full_call_context_for_agent():
+    s = sim()
+    drive(s, ["ik heb een storing"])
+    actions = s.say("twaalf vierendertig a b")
+    t = transfer(actions)
+    assert t.reason == "flow" and t.queue == "storingen"
+    ctx = t.context
+    assert ctx["intent"]["name"] == "storing"
+    assert ctx["slots"] == {"postcode": "1234 AB"}
+    assert "Onderwerp: storing" in ctx["summary"] and "postcode 1234 AB" in ctx["summary"]
+    assert any(e["who"] == "caller" for e in ctx["transcript"])
+    # the full postcode never reaches the transcript
+    assert "1234 AB" not in json.dumps(ctx["transcript"]) and "a b" not in json.dumps(ctx["transcript"])
+    json.dumps(ctx)  # travels as JSON
+
+
+def test_after_hours_route():
+    s = sim(at=SUNDAY)
+    drive(s, ["ik heb een storing"])
+    actions = s.say("twaalf vierendertig a b")
+    assert "gesloten" in said(actions) and "Deze informatie komt van de website" in said(actions)
+    assert s.state.step == "einde"
+
+
+def test_holiday_is_closed():
+    s = sim(at="2026-12-25T10:00:00")
+    drive(s, ["ik heb een storing"])
+    s.say("twaalf vierendertig a b")
+    assert s.state.step == "einde"
+
+
+def test_secret_slot_is_hashed_never_kept_or_logged():
+    s = sim()
+    drive(s, ["meterstand doorgeven", "#1234567", "ja"])
+    actions = s.say("vijf maart negentienzeventig")
+    assert "1970" not in said(actions) and "maart" not in said(actions)
+    assert "geboortedatum" not in s.state.slots
+    assert len(s.state.secrets["geboortedatum"]) == 64
+    dumped = json.dumps(s.state.to_dict())
+    assert "1970" not in dumped and "maart" not in dumped
+    t = transfer(s.say("medewerker"))
+    assert t.context["secrets_provided"] == ["geboortedatum"]
+    assert "geboortedatum opgegeven" in t.context["summary"]
+
+
+def test_whole_call_with_sms_and_feedback():
+    s = sim()
+    drive(s, ["meterstand doorgeven", "#1234567", "ja", "vijf maart negentienzeventig"])
+    actions = s.say("twaalfduizend driehonderdvijfenveertig")
+    assert "meterstand 12345 voor klantnummer 1 2 3 4 5 6 7" in said(actions)
+    actions = s.say("ja graag")
+    sms = [a for a in actions if isinstance(a, SendSms)]
+    assert sms and sms[0].to == "+31612345678" and "12345" in sms[0].text and "1970" not in sms[0].text
+    actions = s.keys("4")
+    assert s.state.feedback == 4 and isinstance(actions[-1], Hangup)
+    assert s.state.outcome == "hangup"
+
+
+def test_feedback_never_transfers():
+    s = sim()
+    s.say("wat zijn de openingstijden")
+    s.say("geen idee")
+    actions = s.say("weet ik veel")
+    assert isinstance(actions[-1], Hangup) and s.state.feedback is None
+
+
+def test_dtmf_entry_and_wrong_length():
+    s = sim()
+    s.say("meterstand doorgeven")
+    actions = s.keys("12")
+    assert "niet goed verstaan" in said(actions) and "toets" in said(actions)
+    actions = s.keys("1234567")
+    assert "1 2 3 4 5 6 7" in said(actions)
+
+
+def test_state_round_trips_through_json_mid_call():
+    s = sim()
+    s.say("meterstand doorgeven")
+    s.keys("1234567")
+    restored = CallState.from_dict(json.loads(json.dumps(s.state.to_dict())))
+    actions = s.engine.handle(restored, Utterance("ja"))
+    assert restored.slots["klantnummer"] == "1234567" and restored.step == "geboortedatum"
+    assert "geboortedatum" in said(actions)
+
+
+def test_caller_hangup_is_recorded_and_ends():
+    s = sim()
+    assert s.send(CallEnded()) == []
+    assert s.state.outcome == "caller_hangup" and s.state.failures[-1] == {"step": "menu", "kind": "hangup"}
+    assert s.send(Digits("1")) == []
+
+
+def test_sms_without_caller_number():
+    s = Simulation(MINI, at=WEEKDAY, caller="anonymous")
+    drive(s, ["meterstand doorgeven", "#1234567", "ja", "vijf maart negentienzeventig", "twaalf"])
+    actions = s.say("ja")
+    assert not [a for a in actions if isinstance(a, SendSms)] and "afgeschermd" in said(actions)
+
+
+def test_silence_during_confirmation_repeats_the_question():
+    s = sim()
+    s.say("meterstand doorgeven")
+    s.keys("1234567")
+    actions = s.send(NoInput())
+    assert "Ik noteer 1 2 3 4 5 6 7" in said(actions)

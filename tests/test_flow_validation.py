@@ -1,0 +1,128 @@
+"""Every kind of flow error is reported with file, line and what is wrong."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voicebot.cli import main
+from voicebot.errors import FlowError
+from voicebot.flow import load_flow
+
+MINI = Path(__file__).parent / "data" / "mini.yaml"
+
+
+def broken(tmp_path, old: str, new: str) -> Path:
+    text = MINI.read_text()
+    assert old in text, old
+    path = tmp_path / "broken.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(FlowError) as info:
+        load_flow(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_mini_flow_is_valid():
+    assert load_flow(MINI).id == "mini"
+
+
+@pytest.mark.parametrize("old, new, marker, message", [
+    ("    slot_type: number\n", "    slot_type: number\n    nxt: einde\n", "nxt: einde", "unknown key 'nxt'"),
+    ("    next: geboortedatum\n", "    next: geboortedatm\n", "next: geboortedatm", "missing step 'geboortedatm'"),
+    ("    open: naar_medewerker\n", "    open: nergens\n", "open: nergens", "missing step 'nergens'"),
+    ("    type: say\n    say: Dank u", "    type: sayy\n    say: Dank u", "type: sayy", "unknown step type 'sayy'"),
+    ("    say: Wat is de meterstand?\n", "", "  stand:", "has no prompt"),
+    ("    say: Wilt u een samenvatting per sms?\n",
+     "    say: Wilt u een samenvatting per sms?\n    prompt: sms_vraag\n", "prompt: sms_vraag", "both 'say' and 'prompt'"),
+    ("  stand:\n    type: ask\n", "  stand:\n    type: ask\n    prompt: onbekend\n", "prompt: onbekend",
+     "prompt 'onbekend' is not defined"),
+    ("U spreekt met een digitale assistent.", "Fijn dat u belt.", "  welkom:", "digital assistant"),
+    ("    next: bevestigd\n", "", "  stand:", "has no 'next'"),
+    ("    branches: {yes: sms, no: einde}\n", "    branches: {yes: sms}\n", "  sms_vraag:", "dead end"),
+    ("    branches: {yes: sms, no: einde}\n", "    branches: {yes: sms, no: einde, maybe: einde}\n",
+     "branches:", "can never be chosen"),
+    ("routes: {meterstand: klantnummer,", "routes: {verhuizen: klantnummer, meterstand: klantnummer,", "routes:",
+     "unknown intent 'verhuizen'"),
+    ("Dank u, meterstand {meterstand}", "Dank u, {geboortedatum} meterstand {meterstand}", "Dank u,",
+     "secret slot 'geboortedatum'"),
+    ("Dank u, meterstand {meterstand}", "Dank u, {postcode} meterstand {meterstand}", "Dank u,",
+     "not asked on every path"),
+    ("Dank u, meterstand {meterstand}", "Dank u, {kleur} meterstand {meterstand}", "Dank u,",
+     "unknown placeholder '{kleur}'"),
+    ("  weekly: {mon: \"08:00-18:00\",", "  weekly: {mon: \"18:00-08:00\",", "weekly:", "ends before it starts"),
+    ("  timezone: Europe/Amsterdam", "  timezone: Europe/Amsterdm", "timezone:", "unknown time zone"),
+    ("    slot_type: postcode\n", "    slot_type: postcod\n", "slot_type: postcod", "slot_type"),
+    ("    length: [6, 8]\n", "    length: [8, 6]\n", "length: [8, 6]", "length must be"),
+    ("start: welkom", "start: begin", "start: begin", "start step 'begin' does not exist"),
+])
+def test_each_error_names_file_line_and_problem(tmp_path, old, new, marker, message):
+    path = broken(tmp_path, old, new)
+    found = problems(path)
+    expected_prefix = f"{path}:{line_of(path, marker)}:"
+    assert any(p.startswith(expected_prefix) and message in p for p in found), (expected_prefix, message, found)
+
+
+def test_unreachable_step(tmp_path):
+    path = broken(tmp_path, "  einde:\n", "  los:\n    type: hangup\n    say: Dag.\n  einde:\n")
+    assert f"{path}:{line_of(path, '  los:')}: step 'los' is unreachable from start step 'welkom'" in problems(path)
+
+
+def test_loop_without_exit_is_a_dead_end(tmp_path):
+    text = MINI.read_text().replace("    next: sms_vraag\n", "    next: lus\n", 1)
+    text += "  lus:\n    type: say\n    say: Nog even.\n    next: bevestigd\n"
+    path = tmp_path / "loop.yaml"
+    path.write_text(text)
+    found = problems(path)
+    assert any("step 'lus' has no way out" in p and p.startswith(f"{path}:{line_of(path, '  lus:')}:") for p in found)
+
+
+def test_duplicate_keys_and_bad_yaml(tmp_path):
+    path = broken(tmp_path, "  stand:\n", "  tijden:\n    type: hangup\n  stand:\n")
+    assert any("key 'tijden' appears twice" in p for p in problems(path))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flow: x\nsteps: [\n")
+    assert problems(bad)[0].startswith(f"{bad}:")
+    assert "not valid YAML" in problems(bad)[0]
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    path = broken(tmp_path, "    next: geboortedatum\n", "    next: nergens\n    kleur: rood\n")
+    assert len(problems(path)) >= 1
+    text = path.read_text().replace("    next: bevestigd\n", "    next: ookweg\n")
+    path.write_text(text)
+    found = problems(path)
+    assert any("kleur" in p for p in found)
+
+
+def test_secret_confirm_with_value_is_refused(tmp_path):
+    path = broken(tmp_path, "    secret: true\n", "    secret: true\n    confirm: Is {value} goed?\n")
+    assert any("secret slot must never be said back" in p for p in problems(path))
+
+
+def test_language_without_messages(tmp_path):
+    path = broken(tmp_path, "language: nl", "language: fy")
+    found = problems(path)
+    assert any("language 'fy' has no built-in messages" in p for p in found)
+    assert any("no words to ask for an agent" in p for p in found)
+
+
+def test_flows_check_command(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["flows", "check", str(MINI)])
+    assert ok.exit_code == 0, ok.output
+    assert "ok" in ok.output
+    bad = broken(tmp_path, "    next: geboortedatum\n", "    next: nergens\n")
+    result = runner.invoke(main, ["flows", "check", str(MINI), str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:{line_of(bad, 'next: nergens')}: step 'klantnummer': next goes to missing step 'nergens'" \
+        in result.output
+    missing = runner.invoke(main, ["flows", "check", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 1 and "cannot read file" in missing.output

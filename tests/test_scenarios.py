@@ -1,0 +1,53 @@
+"""Operators' regression scenarios (flows/scenarios/*.yaml) run as tests, like `voicebot chat --script`."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voicebot.cli import main
+from voicebot.flow import load_flow
+from voicebot.simulator import load_scenarios, run_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+FILES = sorted((REPO / "flows" / "scenarios").glob("*.yaml"))
+CASES = [(f, s) for f in FILES for s in load_scenarios(f)[1]]
+_FLOWS: dict[str, object] = {}
+
+
+def _flow(path: str):
+    if path not in _FLOWS:
+        _FLOWS[path] = load_flow(path)
+    return _FLOWS[path]
+
+
+def test_there_are_scenarios_for_every_flow():
+    flows = {p.stem for p in (REPO / "flows").glob("*.yaml")}
+    covered = {Path(load_scenarios(f)[0]["flow"]).stem for f in FILES}
+    assert flows and flows <= covered
+
+
+@pytest.mark.parametrize("file, scenario", CASES, ids=[f"{f.stem}:{s['name']}" for f, s in CASES])
+def test_scenario(file, scenario):
+    defaults, _ = load_scenarios(file)
+    result = run_scenario(_flow(defaults["flow"]), scenario, caller=defaults.get("caller", "+31612345678"),
+                          at=defaults.get("at"))
+    assert result.passed, "\n".join(result.failures + ["transcript:"] + result.transcript)
+
+
+def test_script_command_reports_and_fails(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["chat", "--script", str(FILES[0])])
+    assert ok.exit_code == 0, ok.output
+    assert "PASS" in ok.output and " 0 failed" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"flow: {REPO / 'flows' / 'energie.yaml'}\nat: '2026-11-23T10:00:00'\n"
+                   "scenarios:\n  - name: wrong expectation\n    turns:\n"
+                   "      - say: ik wil mijn meterstand doorgeven\n        expect: {intent: storing_melden}\n")
+    result = runner.invoke(main, ["chat", "--script", str(bad)])
+    assert result.exit_code == 1
+    assert "FAIL  wrong expectation" in result.output and "expected 'storing_melden'" in result.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scenarios:\n  - name: x\n    turns:\n      - sey: hallo\n")
+    result = runner.invoke(main, ["chat", "--script", str(broken)])
+    assert result.exit_code == 1 and "unknown keys ['sey']" in result.output
