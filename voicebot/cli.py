@@ -144,3 +144,15 @@ def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None,
         sys.exit(1 if failed else 0)
     flow = _load(ctx, _flow_file(ctx, flow_path))
     simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout)
+
+
+def _register() -> None:
+    from voicebot.commands.audio import audio
+    from voicebot.commands.models import doctor, models
+    from voicebot.commands.transcribe import transcribe
+
+    for command in (models, doctor, audio, transcribe):
+        main.add_command(command)
+
+
+_register()

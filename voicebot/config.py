@@ -29,7 +29,70 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "web": {"host": "0.0.0.0", "port": 5000},
+    "speech": {
+        "models_dir": "models",
+        "models": {},
+        "end_silence_ms": 300,
+        "min_speech_ms": 160,
+        "max_utterance_seconds": 15.0,
+        "vad_aggressiveness": 2,
+    },
+    "prompts": {
+        "cache_dir": "audio/cache",
+        "recorded_dir": "audio",
+        "rate": 165,
+        "voices": {"nl": "nl", "en": "en-gb", "ko": "ko"},
+    },
+    "telephony": {
+        "public_url": "",
+        "verify_signatures": True,
+        "agent_number": "",
+        "agent_sip": "",
+        "agent_queue": "",
+        "caller_id": "",
+    },
 }
+
+# Settings whose value maps a free key (a language) to a value: merged key by key, never checked
+# against the defaults' keys.
+_OPEN_MAPPINGS = {"transfer_words", "models", "voices"}
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Recognition: where models live and the endpointer's timings (see config.yaml)."""
+
+    models_dir: Path = Path("models")
+    models: dict[str, str] = field(default_factory=dict)
+    end_silence_ms: int = 300
+    min_speech_ms: int = 160
+    max_utterance_seconds: float = 15.0
+    vad_aggressiveness: int = 2
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Prompt audio: synthesis cache, recorded overrides, espeak-ng voice and rate per language."""
+
+    cache_dir: Path = Path("audio/cache")
+    recorded_dir: Path = Path("audio")
+    rate: int = 165
+    voices: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS["prompts"]["voices"]))
+
+
+@dataclass(frozen=True)
+class TelephonySettings:
+    """The Twilio side. Secrets (auth token, account SID) come only from the environment."""
+
+    public_url: str = ""
+    verify_signatures: bool = True
+    agent_number: str = ""
+    agent_sip: str = ""
+    agent_queue: str = ""
+    caller_id: str = ""
+    auth_token: str = field(default="", repr=False)
+    account_sid: str = ""
+    api_base: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +108,9 @@ class Settings:
     port: int
     hash_salt: str = field(repr=False, default="")
     root: Path = Path(".")
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    prompts: PromptSettings = field(default_factory=PromptSettings)
+    telephony: TelephonySettings = field(default_factory=TelephonySettings)
 
 
 def _merge(defaults: dict[str, Any], given: Mapping[str, Any], path: str, errors: list[str]) -> dict[str, Any]:
@@ -53,7 +119,7 @@ def _merge(defaults: dict[str, Any], given: Mapping[str, Any], path: str, errors
         where = f"{path}.{key}" if path else key
         if key not in defaults:
             errors.append(f"unknown setting '{where}'")
-        elif isinstance(defaults[key], dict) and key != "transfer_words":
+        elif isinstance(defaults[key], dict) and key not in _OPEN_MAPPINGS:
             if not isinstance(value, Mapping):
                 errors.append(f"'{where}' must be a mapping")
             else:
@@ -63,6 +129,13 @@ def _merge(defaults: dict[str, Any], given: Mapping[str, Any], path: str, errors
                 errors.append(f"'{where}' must map a language to a list of phrases")
             else:
                 out[key] = {**defaults[key], **{k: [str(w) for w in v] for k, v in value.items()}}
+        elif key in _OPEN_MAPPINGS:
+            if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+                errors.append(f"'{where}' must map a language to a text")
+            else:
+                out[key] = {**defaults[key], **{str(k): v for k, v in value.items()}}
+        elif isinstance(defaults[key], float) and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
         elif value is not None and type(defaults[key]) is not type(value):
             errors.append(f"'{where}' must be {type(defaults[key]).__name__}, not {value!r}")
         else:
@@ -89,7 +162,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
     if errors:
         raise ConfigError(f"{file}: " + "; ".join(errors))
     root = file.resolve().parent
+
+    def under_root(value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else root / value
+
     flows_dir = Path(merged["flows"]["dir"])
+    speech, prompts, tel = merged["speech"], merged["prompts"], merged["telephony"]
     return Settings(
         flows_dir=flows_dir if flows_dir.is_absolute() else root / flows_dir,
         default_flow=merged["flows"]["default"],
@@ -102,4 +180,22 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         port=int(env.get("PORT") or merged["web"]["port"]),
         hash_salt=env.get("VOICEBOT_HASH_SALT", ""),
         root=root,
+        speech=SpeechSettings(
+            models_dir=under_root(env.get("VOICEBOT_MODELS_DIR") or speech["models_dir"]),
+            models={lang: str(under_root(path)) for lang, path in speech["models"].items()},
+            end_silence_ms=speech["end_silence_ms"], min_speech_ms=speech["min_speech_ms"],
+            max_utterance_seconds=speech["max_utterance_seconds"], vad_aggressiveness=speech["vad_aggressiveness"],
+        ),
+        prompts=PromptSettings(
+            cache_dir=under_root(prompts["cache_dir"]), recorded_dir=under_root(prompts["recorded_dir"]),
+            rate=prompts["rate"], voices=prompts["voices"],
+        ),
+        telephony=TelephonySettings(
+            public_url=(env.get("PUBLIC_URL") or tel["public_url"]).rstrip("/"),
+            verify_signatures=tel["verify_signatures"] and env.get("VOICEBOT_INSECURE_NO_SIGNATURES") != "1",
+            agent_number=tel["agent_number"], agent_sip=tel["agent_sip"], agent_queue=tel["agent_queue"],
+            caller_id=tel["caller_id"],
+            auth_token=env.get("TWILIO_AUTH_TOKEN", ""), account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
+            api_base=env.get("TWILIO_API_BASE", ""),
+        ),
     )
