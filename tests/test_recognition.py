@@ -1,0 +1,209 @@
+"""Recognition with the real Korean Vosk model on espeak-ng speech sent through the phone path.
+
+espeak-ng Korean is barely recognisable in free mode, but grammar mode recognises short answers
+exactly, so exact-text checks use grammars; free mode is checked for shape (partials, words with
+confidences and timings, an endpoint), not for text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import korean, silence
+from voicebot.config import SpeechSettings
+from voicebot.speech.audio import ulaw_to_pcm
+from voicebot.speech.endpoint import EndpointConfig
+from voicebot.speech.models import ModelCorrupt, ModelMissing
+from voicebot.speech.recognizer import (Final, NoSpeech, Partial, Recognition, RecognitionFailed, SpeechModels,
+                                        SpeechStarted, StreamingRecognizer, recognize_pcm)
+
+GRAMMAR = ["네", "예", "아니요", "예약", "취소", "상담원 연결해 주세요"]
+
+
+@pytest.fixture(scope="module")
+def ko(speech_models):
+    return speech_models.get("ko")
+
+
+def feed(turn: Recognition, ulaw: bytes):
+    events = []
+    pcm = ulaw_to_pcm(ulaw)
+    for i in range(0, len(pcm), 320):
+        events.extend(turn.accept(pcm[i:i + 320]))
+        if turn.done:
+            break
+    return events
+
+
+@pytest.mark.parametrize("text", ["네", "아니요", "예약", "상담원 연결해 주세요"])
+def test_grammar_mode_recognises_short_answers_exactly(ko, text):
+    turn = Recognition(ko, GRAMMAR)
+    events = feed(turn, silence(0.5) + korean(text) + silence(1.5))
+    finals = [e.result for e in events if isinstance(e, Final)]
+    assert turn.grammar and len(finals) == 1
+    result = finals[0]
+    assert result.text == text and result.grammar and result.reason == "ended"
+    assert result.utterance().text == text and result.utterance().grammar
+    assert [w.word for w in result.words] == text.split()
+    assert all(0 <= w.confidence <= 1 and 0.4 < w.start < w.end for w in result.words)
+
+
+def test_speech_start_and_endpoint_come_from_our_endpointer(ko):
+    speech = korean("상담원 연결해 주세요")
+    turn = Recognition(ko, GRAMMAR, config=EndpointConfig(end_silence_ms=240))
+    events = feed(turn, silence(1.0) + speech + silence(3.0))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "SpeechStarted" and kinds[-1] == "Final"
+    started = events[0]
+    assert 0.9 <= started.at <= 1.3
+    result = events[-1].result
+    speech_end = 1.0 + len(speech) / 8000
+    # decided within half a second of the end of the audio: Vosk's own endpoint takes ~1.4 s
+    assert result.speech_end is not None and turn.seconds - (speech_end) < 0.6
+
+
+def test_free_mode_has_partials_words_confidences_and_an_endpoint(ko):
+    turn = Recognition(ko, ())
+    events = feed(turn, silence(0.5) + korean("안녕하세요 오늘 예약을 취소하고 싶어요") + silence(2.0))
+    assert not turn.grammar
+    assert any(isinstance(e, Partial) and e.text for e in events)
+    finals = [e.result for e in events if isinstance(e, Final)]
+    assert len(finals) == 1
+    result = finals[0]
+    assert result.text and not result.grammar and result.words
+    assert all(0 <= w.confidence <= 1 and w.start < w.end for w in result.words)
+    assert result.text == " ".join(w.word for w in result.words)
+
+
+def test_no_input_after_the_prompt(ko):
+    turn = Recognition(ko, GRAMMAR)
+    assert feed(turn, silence(3.0)) == []            # prompt playing, clock not armed
+    turn.arm(1.0)
+    events = feed(turn, silence(2.0))
+    assert [type(e) for e in events] == [NoSpeech] and turn.done
+
+
+def test_noise_burst_is_not_speech(ko):
+    import numpy as np
+
+    from voicebot.speech.audio import pcm_to_ulaw
+
+    click = (np.random.default_rng(1).normal(0, 8000, 400).clip(-32768, 32767).astype(np.int16)).tobytes()
+    turn = Recognition(ko, GRAMMAR, no_input_timeout=1.0)
+    events = feed(turn, silence(0.3) + pcm_to_ulaw(click) + silence(1.5))
+    assert not any(isinstance(e, SpeechStarted) for e in events)
+    assert isinstance(events[-1], NoSpeech)
+
+
+def test_a_recording_with_several_answers(ko):
+    audio = silence(0.5) + korean("네") + silence(1.0) + korean("취소") + silence(1.0) + korean("아니요") + silence(1)
+    results = recognize_pcm(ko, ulaw_to_pcm(audio), GRAMMAR)
+    assert len(results) == 3
+    assert results[0].text == "네" and results[2].text == "아니요"
+    assert results[0].speech_end < results[1].speech_start < results[2].speech_start
+
+
+def test_phrases_with_unknown_words_are_dropped_and_none_left_means_free(ko):
+    assert ko.grammar(["네", "맞습니다"]) == ["네"]          # 맞습니다 is not in this model's vocabulary
+    assert ko.grammar(["맞습니다"]) is None
+    assert ko.grammar([]) is None
+
+
+def test_two_calls_decode_at_once_on_their_own_threads(speech_models):
+    events: dict[str, list] = {"a": [], "b": []}
+    done = {k: threading.Event() for k in events}
+
+    def sink(name):
+        def on_event(event):
+            events[name].append(event)
+            if isinstance(event, (Final, NoSpeech, RecognitionFailed)):
+                done[name].set()
+        return on_event
+
+    calls = {k: StreamingRecognizer(speech_models, "ko", sink(k), name=k) for k in events}
+    audio = {"a": silence(0.4) + korean("네") + silence(1.5),
+             "b": silence(0.4) + korean("상담원 연결해 주세요") + silence(1.5)}
+    for name, call in calls.items():
+        call.listen(tuple(GRAMMAR), no_input_timeout=5.0)
+    frames = {k: [v[i:i + 160] for i in range(0, len(v), 160)] for k, v in audio.items()}
+    for i in range(max(len(f) for f in frames.values())):     # interleaved, as two live sockets would
+        for name, call in calls.items():
+            if i < len(frames[name]):
+                call.feed(frames[name][i])
+    for name in events:
+        assert done[name].wait(20), f"call {name} never finished"
+    for call in calls.values():
+        call.close()
+    assert events["a"][-1].result.text == "네"
+    assert events["b"][-1].result.text == "상담원 연결해 주세요"
+    assert {e.turn for e in events["a"]} != {e.turn for e in events["b"]}
+
+
+def test_streaming_turn_is_replaced_by_the_next_listen(speech_models):
+    got = []
+    rec = StreamingRecognizer(speech_models, "ko", got.append)
+    first = rec.listen(tuple(GRAMMAR))
+    rec.feed(silence(0.2))
+    second = rec.listen(tuple(GRAMMAR))
+    rec.arm(0.4)
+    for i in range(0, 8000, 160):
+        rec.feed(silence(0.02))
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rec.close()
+    assert [type(e) for e in got] == [NoSpeech] and got[0].turn == second != first
+
+
+def test_missing_model_names_the_command(tmp_path):
+    models = SpeechModels(SpeechSettings(models_dir=tmp_path))
+    with pytest.raises(ModelMissing, match="voicebot models install nl"):
+        models.get("nl")
+
+
+def test_missing_model_reported_on_the_call_thread(tmp_path):
+    got = []
+    rec = StreamingRecognizer(SpeechModels(SpeechSettings(models_dir=tmp_path)), "nl", got.append)
+    turn = rec.listen(("ja", "nee"))
+    rec.feed(silence(0.1))
+    rec.close()
+    assert [type(e) for e in got] == [RecognitionFailed] and got[0].turn == turn
+    assert "voicebot models install nl" in got[0].error
+
+
+def test_corrupt_model_folder(tmp_path):
+    folder = tmp_path / "nl"
+    for name in ("am/final.mdl", "conf/mfcc.conf", "conf/model.conf", "graph/HCLr.fst", "graph/Gr.fst",
+                 "graph/disambig_tid.int", "graph/phones/word_boundary.int", "ivector/final.ie"):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a model")
+    models = SpeechModels(SpeechSettings(models_dir=tmp_path))
+    with pytest.raises(ModelCorrupt, match=str(folder)):
+        models.get("nl")
+
+
+def test_transcribe_command_text_and_json(tmp_path):
+    import json
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from voicebot.cli import main
+
+    wav = tmp_path / "answer.wav"     # espeak-ng's own 22050 Hz WAV: any rate goes through the phone path
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), "네. 상담원 연결해 주세요"], check=True)
+    runner = CliRunner()
+    out = runner.invoke(main, ["transcribe", str(wav), "--language", "ko", "--grammar", ",".join(GRAMMAR)])
+    assert out.exit_code == 0, out.output
+    assert "네" in out.output and "상담원" in out.output and "(grammar)" in out.output
+    out = runner.invoke(main, ["transcribe", str(wav), "--language", "ko", "--grammar", ",".join(GRAMMAR), "--json"])
+    data = json.loads(out.output)
+    assert data["text"] == "네 상담원 연결해 주세요" and data["grammar"] and data["phone_path"]
+    assert all({"word", "confidence", "start", "end"} <= set(w) for u in data["utterances"] for w in u["words"])
+    missing = runner.invoke(main, ["transcribe", str(wav), "--language", "xx"])
+    assert missing.exit_code == 1 and "voicebot models install xx" in missing.output

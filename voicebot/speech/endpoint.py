@@ -1,0 +1,103 @@
+"""Our own end-of-speech decision, frame by frame, because Vosk's is too slow and sometimes never comes.
+
+vosk 0.3.45 has no endpointer API: its endpoint rules come from the model's conf and took a median
+1.4 s after the caller stopped, and on digital silence some utterances only ended through the 20 s
+rule. A caller waiting that long thinks the line is dead. So a voice activity detector (webrtcvad,
+made for 8 kHz 20 ms frames) labels each frame, and this small state machine decides:
+
+- speech started: ``min_speech_ms`` of speech, so a cough or a click does not cut a prompt off
+  (barge-in) and is not taken as an answer;
+- speech ended: ``end_silence_ms`` of non-speech after it started. webrtcvad already keeps
+  calling frames speech for ~100-120 ms after the voice stops (measured), so 240 ms here ends an
+  utterance ~350 ms after the last sound: inside the 450 ms reply goal, and a pause of about a
+  third of a second ("twaalf ... vierendertig") does not split an answer;
+- no input: nothing started within the listen timeout, counted from when it is armed (the end
+  of the prompt), not from when listening began;
+- too long: an utterance still going after ``max_utterance_seconds`` is cut off.
+
+Time is counted in frames, not wall-clock, so the decision is the same in a test as on a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAME_MS = 20
+
+STARTED, ENDED, NO_INPUT, TOO_LONG = "started", "ended", "no_input", "too_long"
+
+
+@dataclass
+class EndpointConfig:
+    end_silence_ms: int = 240
+    min_speech_ms: int = 160
+    max_utterance_seconds: float = 15.0
+
+
+class Endpointer:
+    """Feed one speech/no-speech flag per 20 ms frame; get back at most one event per frame."""
+
+    def __init__(self, config: EndpointConfig, no_input_timeout: float | None = None):
+        self.config = config
+        self._min_speech = max(1, config.min_speech_ms // FRAME_MS)
+        self._end_silence = max(1, config.end_silence_ms // FRAME_MS)
+        self._max_frames = int(config.max_utterance_seconds * 1000 // FRAME_MS)
+        self._no_input_frames: int | None = None
+        self._armed_at = 0
+        self.frames = 0
+        self.speaking = False
+        self.done = False
+        self._run = 0            # consecutive speech frames (a one-frame dip is forgiven)
+        self._gap = 0
+        self._silence = 0
+        self.speech_start_frame: int | None = None
+        self.last_speech_frame: int | None = None
+        if no_input_timeout is not None:
+            self.arm(no_input_timeout)
+
+    def arm(self, timeout: float) -> None:
+        """Start the no-input clock now (the prompt has finished playing)."""
+        self._no_input_frames = max(1, int(timeout * 1000 // FRAME_MS))
+        self._armed_at = self.frames
+
+    def push(self, is_speech: bool) -> str | None:
+        if self.done:
+            return None
+        self.frames += 1
+        if is_speech:
+            self.last_speech_frame = self.frames
+        if not self.speaking:
+            return self._before_speech(is_speech)
+        return self._during_speech(is_speech)
+
+    def _before_speech(self, is_speech: bool) -> str | None:
+        if is_speech:
+            self._run += 1
+            self._gap = 0
+        elif self._run:
+            self._gap += 1
+            if self._gap > 1:
+                self._run, self._gap = 0, 0
+        if self._run >= self._min_speech:
+            self.speaking = True
+            self.speech_start_frame = self.frames - self._run - self._gap + 1
+            self._silence = 0
+            return STARTED
+        if self._no_input_frames is not None and self.frames - self._armed_at >= self._no_input_frames:
+            self.done = True
+            return NO_INPUT
+        return None
+
+    def _during_speech(self, is_speech: bool) -> str | None:
+        self._silence = 0 if is_speech else self._silence + 1
+        if self._silence >= self._end_silence:
+            self.done = True
+            return ENDED
+        if self.frames - (self.speech_start_frame or 0) >= self._max_frames:
+            self.done = True
+            return TOO_LONG
+        return None
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        return self._silence * FRAME_MS

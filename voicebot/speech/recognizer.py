@@ -1,0 +1,474 @@
+"""Streaming offline recognition with Vosk: one model per language per process, one recogniser per turn.
+
+What shaped this module (measured with vosk 0.3.45, see the README's speech section):
+
+- A model takes ~1.5 s and ~0.5 GB to load, so ``SpeechModels`` loads each language once, on
+  first use, under a lock, and every call shares it.
+- A fresh free-form recogniser costs ~90 ms to create and decodes at RTF ~0.6 in its first seconds
+  while it fills its lookahead cache; one that was used before and ``Reset()`` runs at ~0.16. So
+  free-form recognisers are pooled per model and reset between turns, and retired after a few
+  minutes of audio because their memory only grows. Grammar recognisers cost ~1 ms and ~3 MB and are
+  made per turn.
+- The listen action's phrases become a constrained grammar. Phrases with words the model does not
+  know are dropped (Vosk would silently drop the word and so change the phrase), ``[unk]`` is added
+  where the model has it, and a model without a dynamic graph (no ``graph/HCLr.fst``) falls back to
+  free recognition with one warning.
+- Vosk's own endpoint is slow and can be missed, so ``Endpointer`` decides when speech starts and
+  ends from webrtcvad's per-frame decision; Vosk's segment results are kept and joined.
+- ``AcceptWaveform`` releases the GIL (cffi), so decoding runs on threads: ``StreamingRecognizer``
+  gives each call one decode thread, fed through a queue by the socket's thread, so a slow decode
+  never stalls the audio of any call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import webrtcvad
+
+from voicebot.config import SpeechSettings
+from voicebot.dialog.events import Utterance, Word
+from voicebot.errors import VoicebotError
+from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm
+from voicebot.speech.endpoint import ENDED, NO_INPUT, STARTED, TOO_LONG, EndpointConfig, Endpointer
+from voicebot.speech.models import ModelCorrupt, check_model_dir, has_dynamic_graph, model_dir
+
+log = logging.getLogger("voicebot.speech")
+
+FRAME_PCM_BYTES = 320              # 20 ms of 16-bit PCM at 8 kHz
+PARTIAL_EVERY_FRAMES = 5           # Vosk's partial changes about every 0.24 s; asking each 100 ms is enough
+RETIRE_AFTER_SECONDS = 600.0       # a free recogniser's memory grows with audio decoded and never shrinks
+POOL_SIZE = 8
+UNKNOWN_TOKENS = ("[unk]", "<UNK>")
+
+
+# -- results and events ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WordTiming:
+    word: str
+    confidence: float
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Recognized:
+    """One utterance. ``reason``: ended (our endpointer), too_long, or flush (audio ran out)."""
+
+    text: str
+    words: tuple[WordTiming, ...]
+    grammar: bool
+    reason: str
+    speech_start: float | None = None
+    speech_end: float | None = None
+
+    @property
+    def confidence(self) -> float:
+        return sum(w.confidence for w in self.words) / len(self.words) if self.words else 0.0
+
+    def utterance(self) -> Utterance:
+        """The dialog engine's event for this result."""
+        return Utterance(text=self.text, confidence=self.confidence,
+                         words=tuple(Word(w.word, w.confidence) for w in self.words), grammar=self.grammar)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "confidence": round(self.confidence, 3), "grammar": self.grammar,
+                "reason": self.reason, "speech_start": self.speech_start, "speech_end": self.speech_end,
+                "words": [{"word": w.word, "confidence": round(w.confidence, 3), "start": w.start, "end": w.end}
+                          for w in self.words]}
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The caller started talking (long enough not to be noise): time for barge-in."""
+
+    at: float
+    turn: int = 0
+
+
+@dataclass(frozen=True)
+class Partial:
+    text: str
+    turn: int = 0
+
+
+@dataclass(frozen=True)
+class Final:
+    """``arrived``: when the frame that ended the utterance reached ``feed`` (time.monotonic)."""
+
+    result: Recognized
+    turn: int = 0
+    arrived: float = 0.0
+
+
+@dataclass(frozen=True)
+class NoSpeech:
+    """Nothing was said before the no-input timeout."""
+
+    turn: int = 0
+
+
+@dataclass(frozen=True)
+class RecognitionFailed:
+    """The recogniser broke during a turn; the call must go on without it."""
+
+    error: str
+    turn: int = 0
+
+
+SpeechEvent = SpeechStarted | Partial | Final | NoSpeech | RecognitionFailed
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+def _vosk():
+    import vosk
+
+    vosk.SetLogLevel(-1)
+    return vosk
+
+
+class LoadedModel:
+    """A Vosk model in memory plus the pool of free-form recognisers made from it."""
+
+    def __init__(self, language: str, path: Path):
+        vosk = _vosk()
+        check_model_dir(path)
+        self.language = language
+        self.path = path
+        try:
+            self.model = vosk.Model(str(path))
+        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+            raise ModelCorrupt(f"speech model for '{language}' at {path} cannot be loaded ({exc}); "
+                               f"reinstall it with `voicebot models install {language}`") from None
+        self.dynamic_graph = has_dynamic_graph(path)
+        self._has_unk = self.model.vosk_model_find_word("[unk]") != -1
+        self._pool: list[tuple[Any, float]] = []
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def grammar(self, phrases: tuple[str, ...] | list[str]) -> list[str] | None:
+        """The phrases as a Vosk grammar, or None for free recognition."""
+        if not phrases:
+            return None
+        if not self.dynamic_graph:
+            if not self._warned:
+                log.warning("speech model %s has no dynamic graph (graph/HCLr.fst): constrained grammars fall "
+                            "back to free recognition", self.path)
+                self._warned = True
+            return None
+        known = [p for p in dict.fromkeys(p.strip().lower() for p in phrases) if p and self._knows(p)]
+        if not known:
+            return None
+        return known + (["[unk]"] if self._has_unk else [])
+
+    def _knows(self, phrase: str) -> bool:
+        return all(self.model.vosk_model_find_word(w) != -1 for w in phrase.split())
+
+    def recognizer(self, grammar: list[str] | None, rate: int = PHONE_RATE) -> tuple[Any, float]:
+        """A recogniser and the seconds of audio it has decoded so far (0 for a new one)."""
+        vosk = _vosk()
+        if grammar is not None:
+            rec, used = vosk.KaldiRecognizer(self.model, rate, json.dumps(grammar, ensure_ascii=False)), 0.0
+        elif rate != PHONE_RATE:
+            rec, used = vosk.KaldiRecognizer(self.model, rate), 0.0
+        else:
+            with self._lock:
+                rec, used = self._pool.pop() if self._pool else (None, 0.0)
+            if rec is None:
+                rec = vosk.KaldiRecognizer(self.model, PHONE_RATE)
+        rec.SetWords(True)
+        return rec, used
+
+    def release(self, rec: Any, grammar: bool, seconds: float, rate: int = PHONE_RATE) -> None:
+        """Return a free-form recogniser to the pool, reset; retire it once it has decoded a lot."""
+        if grammar or rate != PHONE_RATE:
+            return
+        if seconds < RETIRE_AFTER_SECONDS:
+            rec.Reset()
+            with self._lock:
+                if len(self._pool) < POOL_SIZE:
+                    self._pool.append((rec, seconds))
+                    return
+        del rec
+        _trim_heap()
+
+    def warm(self, count: int = 1, pcm: bytes = b"") -> None:
+        """Fill the pool with recognisers that have decoded some speech (8 kHz PCM), so first calls are not slow.
+
+        A fresh recogniser decodes at RTF ~0.6 until its lookahead cache fills; warmed on any speech
+        in the language (the flows' own synthesised prompts will do) it starts at ~0.16.
+        """
+        pcm = pcm or b"\x00" * (PHONE_RATE * 2 * 2)
+        made = [self.recognizer(None) for _ in range(min(count, POOL_SIZE))]
+        for rec, used in made:
+            rec.AcceptWaveform(pcm)
+            rec.FinalResult()
+        for rec, used in made:
+            self.release(rec, False, used + len(pcm) / (2 * PHONE_RATE))
+
+
+def _trim_heap() -> None:
+    """glibc keeps a freed recogniser's ~100 MB until asked to give it back."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class SpeechModels:
+    """One loaded model per language for the whole process; thread-safe, loads lazily."""
+
+    def __init__(self, speech: SpeechSettings):
+        self.speech = speech
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, language: str) -> LoadedModel:
+        """The model for ``language``; raises ModelMissing or ModelCorrupt with the fix in the message."""
+        with self._lock:
+            loaded = self._models.get(language)
+            if loaded is None:
+                loaded = LoadedModel(language, model_dir(language, self.speech))
+                self._models[language] = loaded
+            return loaded
+
+    def endpoint_config(self) -> EndpointConfig:
+        return EndpointConfig(end_silence_ms=self.speech.end_silence_ms, min_speech_ms=self.speech.min_speech_ms,
+                              max_utterance_seconds=self.speech.max_utterance_seconds)
+
+
+# -- one turn ------------------------------------------------------------------------------------------
+
+class Recognition:
+    """One listening turn, fed 16-bit 8 kHz PCM; single-threaded (``StreamingRecognizer`` adds the thread)."""
+
+    def __init__(self, model: LoadedModel, phrases: tuple[str, ...] | list[str] = (), *,
+                 config: EndpointConfig | None = None, no_input_timeout: float | None = None,
+                 vad_mode: int = 2, offset: float = 0.0, rate: int = PHONE_RATE):
+        self.model = model
+        self._offset = offset
+        self.rate = rate
+        self._frame_bytes = rate * 2 * 20 // 1000
+        grammar = model.grammar(tuple(phrases))
+        self.grammar = grammar is not None
+        self._rec, self._used = model.recognizer(grammar, rate)
+        self._vad = webrtcvad.Vad(vad_mode)
+        self.endpointer = Endpointer(config or EndpointConfig(), no_input_timeout)
+        self._buffer = b""
+        self._segments: list[dict[str, Any]] = []
+        self._partial = ""
+        self._frames = 0
+        self.done = False
+        self.result: Recognized | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self._frames * 0.02
+
+    def arm(self, timeout: float) -> None:
+        self.endpointer.arm(timeout)
+
+    def accept(self, pcm: bytes) -> list[SpeechEvent]:
+        """Feed audio; returns what happened (speech started, a new partial, the final result, no input)."""
+        events: list[SpeechEvent] = []
+        self._buffer += pcm
+        size = self._frame_bytes
+        while len(self._buffer) >= size and not self.done:
+            frame, self._buffer = self._buffer[:size], self._buffer[size:]
+            events.extend(self._frame(frame))
+        return events
+
+    def _frame(self, frame: bytes) -> list[SpeechEvent]:
+        self._frames += 1
+        events: list[SpeechEvent] = []
+        if self._rec.AcceptWaveform(frame):
+            segment = json.loads(self._rec.Result())
+            if segment.get("text"):
+                self._segments.append(segment)
+        elif self.endpointer.speaking and self._frames % PARTIAL_EVERY_FRAMES == 0:
+            text = " ".join([*(s["text"] for s in self._segments),
+                             json.loads(self._rec.PartialResult()).get("partial", "")]).strip()
+            if text and text != self._partial:
+                self._partial = text
+                events.append(Partial(text))
+        decision = self.endpointer.push(self._vad.is_speech(frame, self.rate))
+        if decision == STARTED:
+            events.append(SpeechStarted(at=round((self.endpointer.speech_start_frame or 1) * 0.02 - 0.02
+                                                 + self._offset, 2)))
+        elif decision in (ENDED, TOO_LONG):
+            events.append(Final(self.finish("ended" if decision == ENDED else "too_long")))
+        elif decision == NO_INPUT:
+            self.done = True
+            self.close()
+            events.append(NoSpeech())
+        return events
+
+    def finish(self, reason: str = "flush") -> Recognized:
+        """Stop now and return what was heard (Vosk's FinalResult plus earlier segments)."""
+        if self.result is not None:
+            return self.result
+        self.done = True
+        last = json.loads(self._rec.FinalResult())
+        segments = [*self._segments, last]
+        off = self._offset
+        words = tuple(WordTiming(w["word"], float(w.get("conf", 1.0)), round(float(w["start"]) + off, 2),
+                                 round(float(w["end"]) + off, 2))
+                      for s in segments for w in s.get("result", []))
+        text = " ".join(s.get("text", "") for s in segments if s.get("text")).strip()
+        ep = self.endpointer
+        self.result = Recognized(
+            text=text, words=words, grammar=self.grammar, reason=reason,
+            speech_start=round((ep.speech_start_frame - 1) * 0.02 + off, 2) if ep.speech_start_frame else None,
+            speech_end=round(ep.last_speech_frame * 0.02 + off, 2) if ep.last_speech_frame else None,
+        )
+        self.close()
+        return self.result
+
+    def close(self) -> None:
+        """Give the recogniser back (idempotent)."""
+        if self._rec is not None:
+            self.model.release(self._rec, self.grammar, self._used + self.seconds, self.rate)
+            self._rec = None
+
+
+def recognize_pcm(model: LoadedModel, pcm: bytes, phrases: tuple[str, ...] | list[str] = (), *,
+                  config: EndpointConfig | None = None, vad_mode: int = 2, rate: int = PHONE_RATE
+                  ) -> list[Recognized]:
+    """Every utterance in a recording, cut by the same endpointer as a call; times are from the file's start."""
+    results: list[Recognized] = []
+    turn: Recognition | None = None
+    step = rate * 2 * 20 // 1000
+    for position in range(0, len(pcm), step):
+        if turn is None:
+            turn = Recognition(model, phrases, config=config, vad_mode=vad_mode, rate=rate,
+                               offset=position / (2 * rate))
+        results.extend(e.result for e in turn.accept(pcm[position:position + step]) if isinstance(e, Final))
+        if turn.done:
+            turn.close()
+            turn = None
+    if turn is not None:
+        last = turn.finish("flush")
+        if last.text:
+            results.append(last)
+    return results
+
+
+# -- one call: the decode thread ------------------------------------------------------------------------
+
+@dataclass
+class _Turn:
+    id: int
+    phrases: tuple[str, ...]
+    no_input_timeout: float | None
+    recognition: Recognition | None = None
+    arm_timeout: float | None = field(default=None)
+
+
+class StreamingRecognizer:
+    """A call's recognition on a thread of its own. Methods are safe to call from the socket thread.
+
+    Commands and audio go through one queue, so they happen in the order they were given. Events
+    (``SpeechEvent`` with the turn number) go to ``on_event`` on the decode thread; a turn that
+    ends or is cancelled sends nothing more. After a final result the recogniser keeps listening
+    in a new turn with the same phrases (no no-input clock), so audio that arrives while the
+    dialog decides is not lost and a caller who talks over the next prompt is heard at once.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, models: SpeechModels, language: str, on_event: Callable[[SpeechEvent], None], *,
+                 vad_mode: int | None = None, name: str = "call"):
+        self._models = models
+        self._language = language
+        self._on_event = on_event
+        self._vad_mode = models.speech.vad_aggressiveness if vad_mode is None else vad_mode
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._turn: _Turn | None = None
+        self.frames_in = 0
+        self._thread = threading.Thread(target=self._run, name=f"asr-{name}", daemon=True)
+        self._thread.start()
+
+    def listen(self, phrases: tuple[str, ...] = (), no_input_timeout: float | None = None) -> int:
+        """Start a turn; returns its number. The no-input clock waits for ``arm`` unless a timeout is given."""
+        turn = _Turn(next(self._ids), tuple(phrases), no_input_timeout)
+        self._queue.put(("listen", turn))
+        return turn.id
+
+    def arm(self, timeout: float) -> None:
+        self._queue.put(("arm", timeout))
+
+    def feed(self, ulaw: bytes) -> None:
+        self._queue.put(("audio", (ulaw, time.monotonic())))
+
+    def cancel(self) -> None:
+        self._queue.put(("cancel", None))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(("close", None))
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            command, arg = self._queue.get()
+            try:
+                if command == "close":
+                    self._end_turn()
+                    return
+                self._handle(command, arg)
+            except Exception as exc:  # a broken recogniser or a missing model must not kill the call's thread
+                log.error("recognition failed: %s", exc, exc_info=not isinstance(exc, VoicebotError))
+                turn = arg if command == "listen" else self._turn
+                self._end_turn()
+                if turn is not None:
+                    self._emit(RecognitionFailed(str(exc) or type(exc).__name__), turn)
+
+    def _handle(self, command: str, arg: Any) -> None:
+        if command == "listen":
+            self._end_turn()
+            model = self._models.get(self._language)
+            arg.recognition = Recognition(model, arg.phrases, config=self._models.endpoint_config(),
+                                          no_input_timeout=arg.no_input_timeout, vad_mode=self._vad_mode)
+            self._turn = arg
+        elif command == "arm" and self._turn and self._turn.recognition:
+            self._turn.recognition.arm(arg)
+        elif command == "cancel":
+            self._end_turn()
+        elif command == "audio":
+            self.frames_in += 1
+            turn = self._turn
+            if turn is None or turn.recognition is None:
+                return
+            ulaw, arrived = arg
+            events = turn.recognition.accept(ulaw_to_pcm(ulaw))
+            for event in events:
+                if isinstance(event, Final):
+                    event = Final(event.result, arrived=arrived)
+                self._emit(event, turn)
+            if turn.recognition.done and self._turn is turn:
+                self._end_turn()
+                if any(isinstance(e, Final) for e in events):
+                    self._handle("listen", _Turn(next(self._ids), turn.phrases, None))
+
+    def _emit(self, event: SpeechEvent, turn: _Turn) -> None:
+        self._on_event(type(event)(**{**event.__dict__, "turn": turn.id}))
+
+    def _end_turn(self) -> None:
+        if self._turn is not None and self._turn.recognition is not None:
+            self._turn.recognition.close()
+        self._turn = None
