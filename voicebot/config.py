@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "speech": {
         "models_dir": "models",
         "models": {},
-        "end_silence_ms": 300,
+        "end_silence_ms": 240,
         "min_speech_ms": 160,
         "max_utterance_seconds": 15.0,
         "vad_aggressiveness": 2,
@@ -64,7 +64,7 @@ class SpeechSettings:
 
     models_dir: Path = Path("models")
     models: dict[str, str] = field(default_factory=dict)
-    end_silence_ms: int = 300
+    end_silence_ms: int = 240
     min_speech_ms: int = 160
     max_utterance_seconds: float = 15.0
     vad_aggressiveness: int = 2
