@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from pathlib import Path
 
 from voicebot import __version__
 from voicebot.web import create_app
@@ -37,7 +38,8 @@ def test_healthz_with_malformed_redis_url(settings):
 
 
 def test_create_app_without_settings_reads_config(monkeypatch, tmp_path):
-    (tmp_path / "config.yaml").write_text("web:\n  port: 5123\n")
+    flows = Path(__file__).resolve().parent / "data"
+    (tmp_path / "config.yaml").write_text(f"web:\n  port: 5123\nflows:\n  dir: {flows}\n  default: mini\n")
     monkeypatch.chdir(tmp_path)
     app = create_app()
     assert app.config["VOICEBOT_SETTINGS"].port == 5123

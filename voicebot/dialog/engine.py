@@ -359,6 +359,8 @@ class DialogEngine:
                 phrases = tuple(dict.fromkeys([*phrases, *step.grammar, *words]))
             rng = step.length_range
             max_digits = rng[1] if rng else (8 if step.slot_type == "date" else None)
+            if step.slot_type == "yes_no" or (step.slot_type == "choice" and len(step.choices or {}) <= 9):
+                max_digits = 1   # one key answers, so a lone 0 reaches a person at once
             return Listen(step=state.step, speech=mode != "dtmf", dtmf=True, phrases=phrases,
                           no_input_timeout=timeout, max_digits=max_digits)
         if isinstance(step, FeedbackStep):

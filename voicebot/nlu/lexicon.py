@@ -18,6 +18,7 @@ YES: dict[str, tuple[str, ...]] = {
            "akkoord", "inderdaad", "dat is juist", "dat is goed"),
     "en": ("yes", "yeah", "yep", "yup", "correct", "right", "that's right", "thats right", "sure", "ok", "okay",
            "please", "yes please", "indeed", "absolutely", "exactly", "that is correct", "affirmative"),
+    "ko": ("네", "예", "맞아요", "좋아요"),
 }
 NO: dict[str, tuple[str, ...]] = {
     "nl": ("nee", "neen", "nee hoor", "niet", "klopt niet", "dat klopt niet", "incorrect", "fout", "nope",
@@ -25,6 +26,7 @@ NO: dict[str, tuple[str, ...]] = {
            "helemaal niet", "geen", "nein"),
     "en": ("no", "nope", "nah", "not", "wrong", "incorrect", "no thanks", "no thank you", "that's wrong",
            "thats wrong", "not right", "negative"),
+    "ko": ("아니요", "아니오", "아뇨", "아니"),
 }
 
 MONTHS: dict[str, dict[str, int]] = {

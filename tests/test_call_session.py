@@ -1,0 +1,229 @@
+"""The media-stream call loop without a socket: Twilio messages in, what we send back out.
+
+Uses the real Korean model, real espeak-ng prompts and the Korean test flow (tests/data/ko.yaml).
+Audio is fed faster than real time; the recogniser's thread answers asynchronously, so checks
+wait for what they expect.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import korean, silence
+from voicebot.config import SpeechSettings, load_settings
+from voicebot.flow import load_flows
+from voicebot.speech.recognizer import SpeechModels
+from voicebot.telephony.runtime import Runtime
+from voicebot.telephony.session import CallSession
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+
+
+@pytest.fixture(scope="module")
+def runtime(redis_url, speech_models, tmp_path_factory):
+    settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url})
+    settings = dataclasses.replace(
+        settings, flows_dir=DATA, default_flow="ko_test",
+        prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("cache")))
+    return Runtime(settings, models=speech_models)
+
+
+class Line:
+    """Twilio's side of one stream, driven by hand."""
+
+    def __init__(self, rt: Runtime, call_sid: str, flow: str = "ko_test"):
+        self.out: list[dict] = []
+        self.closed = False
+        self.call_sid = call_sid
+        self.session = CallSession(rt, lambda raw: self.out.append(json.loads(raw)), self._close)
+        self.raw('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+        self.send(event="start", sequenceNumber="1", streamSid="MZ1",
+                  start={"streamSid": "MZ1", "accountSid": "AC1", "callSid": call_sid, "tracks": ["inbound"],
+                         "customParameters": {"from": "+821012345678", "to": "+82200000000", "flow": flow},
+                         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}})
+
+    def _close(self):
+        self.closed = True
+
+    def raw(self, text):
+        self.session.on_message(text)
+
+    def send(self, **message):
+        self.raw(json.dumps(message))
+
+    def media(self, ulaw: bytes):
+        for i in range(0, len(ulaw), 160):
+            self.send(event="media", streamSid="MZ1",
+                      media={"track": "inbound", "payload": base64.b64encode(ulaw[i:i + 160]).decode()})
+
+    def dtmf(self, keys: str):
+        for key in keys:
+            self.send(event="dtmf", streamSid="MZ1", dtmf={"track": "inbound_track", "digit": key})
+
+    def marks(self) -> list[str]:
+        return [m["mark"]["name"] for m in self.out if m["event"] == "mark"]
+
+    def echo_marks(self):
+        """Twilio has played everything: echo every mark sent."""
+        for name in self.marks()[len(getattr(self, "_echoed", [])):]:
+            self.send(event="mark", streamSid="MZ1", mark={"name": name})
+        self._echoed = self.marks()
+
+    def said(self) -> list[str]:
+        return [n.split(":", 1)[1] for n in self.marks()]
+
+    def wait(self, condition, seconds=10.0, feed_silence=True):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out; sent so far: {self.said()}"
+            if feed_silence:
+                self.media(silence(0.02))
+            time.sleep(0.01)
+
+
+def test_opening_prompts_go_out_as_media_then_a_mark(runtime):
+    line = Line(runtime, "CA-open")
+    kinds = [m["event"] for m in line.out]
+    assert kinds[0] == "media" and "mark" in kinds
+    assert line.said() == ["안녕하세요 디지털 상담원입니다", "예약 또는 취소"]
+    audio = b"".join(base64.b64decode(m["media"]["payload"]) for m in line.out if m["event"] == "media")
+    assert len(audio) > 8000 and all(m["streamSid"] == "MZ1" for m in line.out)
+
+
+def test_a_whole_call_with_barge_in_keys_and_a_hang_up(runtime):
+    line = Line(runtime, "CA-whole")
+    # The caller answers over the question: clear goes out, the answer is taken.
+    line.media(silence(0.3) + korean("예약") + silence(0.6))
+    line.wait(lambda: any(m["event"] == "clear" for m in line.out))
+    line.echo_marks()                          # Twilio echoes the marks of the cleared audio
+    line.wait(lambda: "번호를 눌러 주세요" in line.said())
+    line.echo_marks()
+    line.dtmf("123#")
+    assert line.said()[-1] == "맞습니까"
+    line.echo_marks()
+    line.media(silence(0.3) + korean("네") + silence(0.6))
+    line.wait(lambda: "감사합니다" in line.said())
+    assert not line.closed                     # the goodbye must be heard first
+    line.echo_marks()
+    assert line.closed
+    record = runtime.store.get("CA-whole")
+    assert record["ending"] == {"action": "hangup", "reason": "completed"}
+    assert record["state"]["slots"] == {"booking": "reserve", "number": "123", "ok": True}
+
+
+def test_key_zero_reaches_a_person_and_the_context_is_stored(runtime):
+    line = Line(runtime, "CA-zero")
+    line.echo_marks()
+    line.dtmf("0")
+    assert line.said()[-1] == "상담원에게 연결해 드리겠습니다"
+    line.echo_marks()
+    assert line.closed
+    ending = runtime.store.get("CA-zero")["ending"]
+    assert ending["action"] == "transfer" and ending["reason"] == "explicit_request"
+    assert ending["queue"] == "agents" and ending["context"]["call_id"] == "CA-zero"
+    assert "summary" in ending["context"] and ending["context"]["transcript"]
+
+
+def test_spoken_transfer_words_reach_a_person(runtime):
+    line = Line(runtime, "CA-words")
+    line.echo_marks()
+    line.media(silence(0.3) + korean("상담원 연결해 주세요") + silence(0.6))
+    line.wait(lambda: line.said()[-1] == "상담원에게 연결해 드리겠습니다")
+    assert runtime.store.get("CA-words")["ending"]["reason"] == "explicit_request"
+
+
+def test_no_input_starts_after_the_prompt_and_twice_reaches_a_person(runtime):
+    line = Line(runtime, "CA-silent")
+    line.media(silence(8.0))                   # prompt not yet heard (no mark back): no clock running
+    time.sleep(0.5)
+    assert line.said()[-1] == "예약 또는 취소"
+    line.echo_marks()
+    line.wait(lambda: len(line.said()) == 3, seconds=20)
+    assert line.said()[-1].startswith("아무 말도 듣지 못했습니다")
+    line.echo_marks()
+    line.wait(lambda: line.closed or line.said()[-1] == "상담원에게 연결해 드리겠습니다", seconds=20)
+    assert runtime.store.get("CA-silent")["ending"]["reason"] == "no_input"
+
+
+@pytest.mark.parametrize("message, kind", [
+    ("this is not json", "not JSON"),
+    ('["a list"]', "no 'event'"),
+    ('{"event": "bogus", "streamSid": "MZ1"}', "unknown event"),
+    ('{"event": "media", "streamSid": "MZ-other", "media": {"payload": "/w=="}}', "another streamSid"),
+    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "!!not base64!!"}}', "not base64"),
+    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "' + "A" * 20000 + '"}}', "oversized"),
+    ('{"event": "media", "streamSid": "MZ1"}', "without a payload"),
+    ('{"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "x"}}', "valid digit"),
+    ('{"event": "mark", "streamSid": "MZ1", "mark": {}}', "without a name"),
+    ('{"event": "start", "streamSid": "MZ1", "start": {}}', "a second 'start'"),
+])
+def test_bad_messages_are_logged_and_the_call_goes_on(runtime, caplog, message, kind):
+    line = Line(runtime, f"CA-bad-{abs(hash(message))}")
+    before = len(line.out)
+    with caplog.at_level("WARNING", logger="voicebot.call"):
+        line.raw(message)
+    assert kind in caplog.text and line.session.info.call_sid in caplog.text
+    assert not line.closed and len(line.out) == before
+    line.echo_marks()
+    line.dtmf("0")                              # still working: the caller reaches a person
+    assert runtime.store.get(line.call_sid)["ending"]["reason"] == "explicit_request"
+
+
+def test_media_before_start_is_refused(runtime, caplog):
+    session = CallSession(runtime, lambda raw: None, lambda: None)
+    with caplog.at_level("WARNING", logger="voicebot.call"):
+        session.on_message(json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": "/w=="}}))
+    assert "'media' before 'start'" in caplog.text
+
+
+def test_without_a_speech_model_the_caller_is_told_and_uses_the_keypad(settings, tmp_path):
+    settings = dataclasses.replace(settings, flows_dir=DATA, default_flow="ko_test",
+                                   prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path))
+    no_models = SpeechModels(SpeechSettings(models_dir=tmp_path, models={"ko": str(tmp_path / "none")}))
+    rt = Runtime(settings, flows=load_flows(DATA), models=no_models)
+    line = Line(rt, "CA-nomodel")
+    assert any(s.startswith("음성 인식을 사용할 수 없습니다") for s in line.said())
+    line.echo_marks()
+    line.dtmf("1")                              # first choice by key
+    assert line.said()[-1] == "번호를 눌러 주세요"
+    line.echo_marks()
+    line.dtmf("0#")
+    line.echo_marks()
+    line.dtmf("0")
+    assert rt.store.get("CA-nomodel")["ending"]["action"] == "transfer"
+
+
+def test_a_broken_synthesiser_hands_the_call_to_a_person_announced_by_twilio(runtime, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("espeak-ng crashed")
+
+    line = Line(runtime, "CA-tts")
+    line.echo_marks()
+    monkeypatch.setattr(runtime.prompts, "audio_for", broken)
+    line.dtmf("1")
+    assert line.closed
+    record = runtime.store.get("CA-tts")
+    assert record["ending"]["action"] == "transfer" and record["announce"] is True
+
+
+def test_socket_dying_mid_prompt_leaves_a_transfer_for_after_stream(runtime):
+    line = Line(runtime, "CA-died")
+    line.session.on_socket_closed()            # no stop, no marks: the socket just went away
+    record = runtime.store.get("CA-died")
+    assert record["ending"]["action"] == "transfer" and record["ending"]["reason"] == "error"
+
+
+def test_stop_from_twilio_means_the_caller_hung_up(runtime):
+    line = Line(runtime, "CA-stop")
+    line.send(event="stop", sequenceNumber="9", streamSid="MZ1", stop={"accountSid": "AC1", "callSid": "CA-stop"})
+    line.session.on_socket_closed()
+    state = runtime.store.get("CA-stop")["state"]
+    assert state["ended"] and state["outcome"] == "caller_hangup"
+    assert "ending" not in runtime.store.get("CA-stop")

@@ -1,0 +1,1 @@
+"""The phone side: Twilio webhooks, Media Streams and the local Twilio emulator."""

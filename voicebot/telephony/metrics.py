@@ -1,0 +1,41 @@
+"""Prometheus metrics for ``GET /metrics``: where calls go, how fast the bot answers, where callers fail.
+
+One registry per app (not the global one), so several apps in one process (the tests) do not
+collide. Latency buckets are tight around the goals: a reply within 450 ms of the end of speech
+(p50), 700 ms (p95).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.45, 0.7, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.active_calls = Gauge("voicebot_active_calls", "Calls with a live media stream", registry=r)
+        self.calls = Counter("voicebot_calls_total", "Incoming calls answered", registry=r)
+        self.turns = Counter("voicebot_turns_total", "Caller turns handed to the dialog engine", registry=r)
+        self.recognition = Histogram(
+            "voicebot_recognition_seconds",
+            "From the audio frame that ended an utterance reaching the server to the final result",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.response = Histogram(
+            "voicebot_response_seconds",
+            "From the endpoint decision (or the last key) to the first bot audio sent",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.transfers = Counter("voicebot_transfers_total", "Calls handed to a person, by reason", ["reason"],
+                                 registry=r)
+        self.barge_ins = Counter("voicebot_barge_ins_total", "Prompts the caller interrupted", registry=r)
+        self.bad_messages = Counter("voicebot_bad_stream_messages_total", "Stream messages refused, by kind",
+                                    ["kind"], registry=r)
+        self.refused = Counter("voicebot_refused_requests_total", "Requests with a bad or missing Twilio signature",
+                               registry=r)
+        self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
+                                ["flow", "step", "kind"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,70 @@
+"""The TwiML documents voicebot answers with, built with the twilio package's own builders.
+
+- The incoming call connects a bidirectional stream. Its address carries no query string (Twilio
+  drops it, error 31920): the call's data travels as ``<Parameter>``s.
+- After the stream: a transfer dials the agent with ``answerOnBridge`` (the caller keeps hearing
+  ringing, not silence) and a whisper URL that briefs the agent before the caller is connected;
+  or the caller is put in a Twilio queue; or the call is hung up.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+# Twilio <Say> language codes for the flows' languages (used when Twilio's voice must speak for us).
+SAY_LANGUAGES = {"nl": "nl-NL", "en": "en-GB", "ko": "ko-KR", "de": "de-DE", "fr": "fr-FR"}
+
+
+def stream_url(public_url: str) -> str:
+    """https://host -> wss://host/twilio/media (http -> ws for local testing)."""
+    parts = urlsplit(public_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/twilio/media", "", ""))
+
+
+def connect_stream(public_url: str, parameters: dict[str, str]) -> str:
+    response = VoiceResponse()
+    connect = response.connect(action=f"{public_url}/twilio/after-stream", method="POST")
+    stream = connect.stream(url=stream_url(public_url), status_callback=f"{public_url}/twilio/stream-status",
+                            status_callback_method="POST")
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value[:400])
+    return str(response)
+
+
+def transfer(public_url: str, call_sid: str, *, number: str = "", sip: str = "", queue: str = "",
+             announce: str = "", language: str = "") -> str:
+    response = VoiceResponse()
+    if announce:
+        response.say(announce, language=SAY_LANGUAGES.get(language, language or "en-GB"))
+    whisper = f"{public_url}/twilio/whisper?{urlencode({'call': call_sid})}"
+    if number or sip:
+        dial = Dial(answer_on_bridge=True, action=f"{public_url}/twilio/dial-status", method="POST")
+        if sip:
+            dial.sip(sip, url=whisper, method="POST")
+        else:
+            dial.number(number, url=whisper, method="POST")
+        response.append(dial)
+    else:
+        response.enqueue(queue or "agents")
+    return str(response)
+
+
+def whisper(text: str, language: str) -> str:
+    response = VoiceResponse()
+    response.say(text, language=SAY_LANGUAGES.get(language, language or "en-GB"))
+    return str(response)
+
+
+def hangup(say: str = "", language: str = "") -> str:
+    response = VoiceResponse()
+    if say:
+        response.say(say, language=SAY_LANGUAGES.get(language, language or "en-GB"))
+    response.hangup()
+    return str(response)
+
+
+def empty() -> str:
+    return str(VoiceResponse())
