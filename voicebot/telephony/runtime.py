@@ -64,9 +64,13 @@ class Runtime:
 
     def _prepare(self) -> None:
         for language in sorted({f.language for f in self.flows.values()}):
-            flows = [f for f in self.flows.values() if f.language == language]
+            try:
+                model = self.models.get(language)      # first: a caller may already be waiting for it
+            except VoicebotError as exc:
+                model = None
+                log.error("%s; calls in '%s' will use the keypad and reach a person", exc, language)
             speech = b""
-            for flow in flows:
+            for flow in (f for f in self.flows.values() if f.language == language):
                 for text, prompt_id in static_prompts(flow):
                     try:
                         audio = self.prompts.audio_for(text, language, prompt_id)
@@ -75,13 +79,9 @@ class Runtime:
                         break
                     if len(speech) < 8000 * 20:
                         speech += audio
-            try:
-                model = self.models.get(language)
-            except VoicebotError as exc:
-                log.error("%s; calls in '%s' will use the keypad and reach a person", exc, language)
-                continue
-            model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
-            log.info("speech model for '%s' ready at %s", language, model.path)
+            if model is not None:
+                model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
+                log.info("speech model for '%s' ready at %s", language, model.path)
         self.ready.set()
 
     # -- per call ------------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Whole calls end to end: `voicebot serve` under gunicorn on a free port, a real redis-server, the
+real Korean Vosk model, and `voicebot call`'s Twilio emulator on the other side."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+from twilio.request_validator import RequestValidator
+
+from conftest import _free_port
+from voicebot.telephony.emulator import WebhookRefused, place_call
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "e2e-auth-token"
+AGENT = "+31201234567"
+
+
+class Server:
+    def __init__(self, tmp: Path, redis_url: str, name: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = tmp / f"{name}.yaml"
+        config.write_text(
+            f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
+            f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
+            f"telephony: {{agent_number: '{AGENT}'}}\n")
+        env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
+               "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "PUBLIC_URL": self.url}
+        self.log = tmp / f"{name}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
+                                     env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+                time.sleep(0.2)
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, redis_url):
+    srv = Server(tmp_path_factory.mktemp("e2e"), redis_url, "main")
+    yield srv
+    srv.stop()
+
+
+def call(server, turns, **kw):
+    return place_call(server.url, turns, auth_token=TOKEN, voice="ko", max_seconds=60, **kw)
+
+
+def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, redis_url, tmp_path):
+    record = tmp_path / "bot.wav"
+    report = call(server, [{"say": "예약", "barge_in": 1.0}, {"dtmf": "123#"}, {"say": "상담원 연결해 주세요"}],
+                  record=str(record))
+    assert not report.timed_out, report.events
+    assert report.clears >= 1                                   # the caller talked over the opening
+    said = [name.split(":", 1)[1] for name in report.bot_prompts]
+    assert "번호를 눌러 주세요" in said and "맞습니까" in said    # choice by voice, then keys
+    assert said[-1] == "상담원에게 연결해 드리겠습니다"
+    assert report.transfer == {"kind": "number", "target": AGENT, "answer_on_bridge": True,
+                               "whisper_url": f"{server.url}/twilio/whisper?call={report.call_sid}"}
+    assert report.whisper_text and "고객이 상담원을 요청했습니다" in report.whisper_text
+    assert all(lat is not None and lat < 5 for lat in report.latencies)
+    assert record.stat().st_size > 8000
+    # The agent's context went through RQ: a real worker delivers it.
+    connection = redis.Redis.from_url(redis_url)
+    job = Queue("handoff", connection=connection).fetch_job(f"handoff-{report.call_sid}")
+    assert job is not None
+    subprocess.run([sys.executable, "-m", "voicebot", "worker", "--burst"], check=True, timeout=60,
+                   env={**os.environ, "REDIS_URL": redis_url}, capture_output=True)
+    context = json.loads(connection.get(f"voicebot:handoff:{report.call_sid}"))
+    assert context["reason"] == "explicit_request" and context["slots"] == {"booking": "reserve", "number": "123"}
+    assert context["summary"] and context["transcript"]
+    metrics = urllib.request.urlopen(server.url + "/metrics").read().decode()
+    assert 'voicebot_transfers_total{reason="explicit_request"}' in metrics
+
+
+def test_forged_signatures_are_refused_for_webhook_and_socket(server):
+    with pytest.raises(WebhookRefused):
+        place_call(server.url, [], auth_token="wrong-token", voice="ko", max_seconds=5)
+    import simple_websocket
+
+    bad = RequestValidator("wrong-token").compute_signature(f"ws://127.0.0.1:{server.port}/twilio/media", {})
+    with pytest.raises(Exception):
+        ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{server.port}/twilio/media",
+                                             headers={"X-Twilio-Signature": bad})
+        ws.receive(timeout=2)
+    assert "bad or missing X-Twilio-Signature" in server.output()
+
+
+def test_bad_stream_input_over_a_real_socket(server):
+    import simple_websocket
+
+    url = f"ws://127.0.0.1:{server.port}/twilio/media"
+    ws = simple_websocket.Client.connect(url, headers={
+        "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, {})})
+    frame = base64.b64encode(b"\xff" * 160).decode()
+    for message in ["{not json", json.dumps({"event": "media", "streamSid": "MZ9", "media": {"payload": frame}}),
+                    json.dumps({"event": "surprise"}), json.dumps([1, 2])]:
+        ws.send(message)
+    ws.send(json.dumps({"event": "start", "streamSid": "MZ9", "start": {
+        "streamSid": "MZ9", "callSid": "CA-e2e-bad", "accountSid": "AC1",
+        "customParameters": {"from": "+8210", "to": "+8220", "flow": "ko_test"}}}))
+    for message in [json.dumps({"event": "media", "streamSid": "MZ-wrong", "media": {"payload": frame}}),
+                    json.dumps({"event": "media", "streamSid": "MZ9", "media": {"payload": "%%%"}}),
+                    json.dumps({"event": "media", "streamSid": "MZ9", "media": {"payload": "A" * 50000}}),
+                    json.dumps({"event": "dtmf", "streamSid": "MZ9", "dtmf": {"digit": "0"}})]:
+        ws.send(message)
+    marks, closed = [], False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            raw = ws.receive(timeout=0.5)
+        except simple_websocket.ConnectionClosed:
+            closed = True
+            break
+        if raw:
+            message = json.loads(raw)
+            if message["event"] == "mark":
+                marks.append(message["mark"]["name"])
+                ws.send(json.dumps({"event": "mark", "streamSid": "MZ9", "mark": message["mark"]}))
+    assert closed and marks[-1].endswith("상담원에게 연결해 드리겠습니다")
+    log = server.output()
+    for what in ("not JSON", "'media' before 'start'", "unknown event", "another streamSid", "not base64",
+                 "oversized"):
+        assert what in log
+    assert urllib.request.urlopen(server.url + "/healthz").status == 200
+
+
+def test_with_redis_down_the_call_still_reaches_a_person(tmp_path):
+    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    srv = Server(tmp_path, dead, "noredis")
+    try:
+        report = call(srv, [{"dtmf": "0"}])
+        assert report.transfer and report.transfer["target"] == AGENT
+        assert "Redis" in srv.output()
+    finally:
+        srv.stop()
