@@ -79,6 +79,7 @@ def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, red
     report = call(server, [{"say": "예약", "barge_in": 1.0}, {"dtmf": "123#"}, {"say": "상담원 연결해 주세요"}],
                   record=str(record))
     assert not report.timed_out, report.events
+    assert not report.failures, report.failures        # every message we sent had the documented shape
     assert report.clears >= 1                                   # the caller talked over the opening
     said = [name.split(":", 1)[1] for name in report.bot_prompts]
     assert "번호를 눌러 주세요" in said and "맞습니까" in said    # choice by voice, then keys
