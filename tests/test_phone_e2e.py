@@ -163,3 +163,14 @@ def test_with_redis_down_the_call_still_reaches_a_person(tmp_path):
         assert "Redis" in srv.output()
     finally:
         srv.stop()
+
+
+def test_call_command_runs_a_scenario_file(server):
+    from click.testing import CliRunner
+
+    from voicebot.cli import main
+
+    result = CliRunner().invoke(main, ["call", "--server", server.url, "--auth-token", TOKEN,
+                                       "--script", str(REPO / "tests" / "data" / "calls" / "ko_call.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "transfer" in result.output
