@@ -227,3 +227,41 @@ def test_stop_from_twilio_means_the_caller_hung_up(runtime):
     state = runtime.store.get("CA-stop")["state"]
     assert state["ended"] and state["outcome"] == "caller_hangup"
     assert "ending" not in runtime.store.get("CA-stop")
+
+
+def test_keys_without_the_finish_key_are_taken_after_the_inter_digit_timeout(runtime):
+    line = Line(runtime, "CA-interdigit")
+    line.echo_marks()
+    line.dtmf("2")                              # one key answers the choice at once: cancel
+    assert line.said()[-1] == "번호를 눌러 주세요"
+    line.echo_marks()
+    line.dtmf("4567")
+    line.media(silence(2.0))
+    assert line.said()[-1] == "번호를 눌러 주세요"   # still waiting for more keys
+    line.media(silence(1.2))                     # 3 s after the last key
+    assert line.said()[-1] == "맞습니까"
+    assert runtime.store.get("CA-interdigit")["state"]["slots"] == {"booking": "cancel", "number": "4567"}
+
+
+class FailingLater(SpeechModels):
+    """A model that loads for the call's check, then fails on the recogniser's thread."""
+
+    def __init__(self, real: SpeechModels):
+        super().__init__(real.speech)
+        self._real, self.calls = real, 0
+
+    def get(self, language):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("recogniser crashed")
+        return self._real.get(language)
+
+
+def test_a_recogniser_that_fails_switches_the_call_to_the_keypad(runtime, speech_models):
+    rt = Runtime(runtime.settings, flows=runtime.flows, models=FailingLater(speech_models))
+    line = Line(rt, "CA-asr-fails")
+    line.wait(lambda: any(s.startswith("음성 인식을 사용할 수 없습니다") for s in line.said()))
+    line.echo_marks()
+    line.dtmf("1")
+    assert line.said()[-1] == "번호를 눌러 주세요"
+    assert not line.closed

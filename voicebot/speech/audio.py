@@ -83,10 +83,10 @@ def read_wav(source: str | Path | bytes) -> tuple[bytes, int]:
         with wave.open(io.BytesIO(raw)) as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             pcm = w.readframes(w.getnframes())
+        if width == 1:  # 8-bit WAV is unsigned; audioop's samples are signed
+            pcm = audioop.bias(pcm, 1, -128)
         if width != 2:
             pcm = audioop.lin2lin(pcm, width, 2)
-            if width == 1:  # 8-bit WAV is unsigned
-                pcm = audioop.bias(pcm, 2, 0)
         if channels == 2:
             pcm = audioop.tomono(pcm, 2, 0.5, 0.5)
         elif channels > 2:
