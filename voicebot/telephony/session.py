@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ MAX_FRAME_BYTES = 8_000           # 1 s of audio in one media message is already
 CHUNK_BYTES = 8_000               # outbound media in 1 s pieces, multiples of 160 bytes, no pacing
 MARK_MARGIN = 3.0                 # seconds past a prompt's length before we stop waiting for its mark
 KEYS = set("0123456789*#ABCD")
+EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
 
 
 @dataclass
@@ -138,7 +140,9 @@ class CallSession:
 
     def _bad(self, what: str, sid: str) -> None:
         log.warning("call %s: bad stream message: %s", sid, what)
-        self.rt.metrics.bad_messages.labels(kind=what.split("'")[0].strip()[:40]).inc()
+        # Quoted names that are not Twilio's events are the sender's words: kept out of metric labels.
+        kind = re.sub(r"'([^']*)'", lambda m: m.group(0) if m.group(1) in EVENTS else "'?'", what)
+        self.rt.metrics.bad_messages.labels(kind=kind[:48]).inc()
 
     def _on_connected(self, message: dict[str, Any]) -> None:
         pass

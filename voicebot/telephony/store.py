@@ -94,6 +94,8 @@ class CallStore:
         return record
 
     def forget_local(self, call_sid: str) -> None:
-        """Drop the memory copy once the call is over and Redis has it."""
+        """Drop the memory copy once the call is over and Redis has it (kept while Redis is failing)."""
+        if not self._usable():
+            return
         with self._lock:
             self._memory.pop(call_sid, None)
