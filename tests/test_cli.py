@@ -56,3 +56,22 @@ def test_dialog_core_imports_no_adapters():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_config_and_bad_flows_are_one_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from voicebot.cli import main
+
+    bad = tmp_path / "config.yaml"
+    bad.write_text("dialog:\n  max_turnz: 3\n")
+    result = CliRunner().invoke(main, ["--config", str(bad), "flows", "check"])
+    assert result.exit_code == 1 and "unknown setting 'dialog.max_turnz'" in result.output
+    assert "Traceback" not in result.output
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "broken.yaml").write_text("flow: x\nlanguage: nl\nstart: nowhere\nsteps: {}\n")
+    good = tmp_path / "ok.yaml"
+    good.write_text(f"flows: {{dir: {flows}}}\n")
+    result = CliRunner().invoke(main, ["--config", str(good), "serve", "--port", "0"])
+    assert result.exit_code == 1 and "cannot start" in result.output and "broken.yaml" in result.output

@@ -19,7 +19,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _settings(ctx: click.Context):
-    return load_settings(ctx.obj.get("config_path"))
+    """Settings for a command; a bad config.yaml is one clear error line, not a traceback."""
+    from voicebot.errors import ConfigError
+
+    try:
+        return load_settings(ctx.obj.get("config_path"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -27,9 +33,13 @@ def _settings(ctx: click.Context):
 @click.pass_context
 def serve(ctx: click.Context, port: int | None) -> None:
     """Run the web app under gunicorn."""
+    from voicebot.errors import VoicebotError
     from voicebot.web import serve as run_server
 
-    run_server(_settings(ctx), port=port)
+    try:
+        run_server(_settings(ctx), port=port)
+    except VoicebotError as exc:   # an invalid flow stops start-up with every problem listed
+        raise click.ClickException(f"cannot start:\n{exc}") from None
 
 
 @main.command()
