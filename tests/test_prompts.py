@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 import wave
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +23,7 @@ from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.events import CallStarted, NoInput, Utterance
 from voicebot.flow import load_flow
 from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm, wav_to_ulaw
+from voicebot.speech import prompts as sp
 from voicebot.speech.prompts import PromptAudio, PromptError, espeak_ng_wav, match_voice, static_prompts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,6 +152,64 @@ def test_unknown_voice_is_a_prompt_error(tmp_path: Path):
         audio.audio_for(GREETING, "nl")
 
 
+def test_a_thread_sharing_a_synthesis_waits_as_long_as_the_fallback_may_take(tmp_path: Path, monkeypatch):
+    wav = espeak_ng_wav("ja", "nl", 165)
+
+    def slow(text, voice, rate, timeout, use_pyttsx3=True):
+        time.sleep(1.5 * timeout)  # pyttsx3 timed out, the espeak-ng command then took a while
+        return wav
+
+    monkeypatch.setattr(sp._SYNTHESIZER, "wav", slow)
+    with PromptAudio(_prompt_settings(tmp_path)) as audio, ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(audio.audio_for, "ja", "nl", None, 0.2)
+        time.sleep(0.05)
+        second = pool.submit(audio.audio_for, "ja", "nl", None, 0.2)
+        assert first.result(5) == second.result(5)
+        assert (audio.synthesized, audio.hits) == (1, 1)
+
+
+class _StuckOwner:
+    """An owner whose thread is stuck inside runAndWait until ``release`` is set."""
+
+    started: list[_StuckOwner] = []
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self.release.wait, daemon=True)
+        self.thread.start()
+        _StuckOwner.started.append(self)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def submit(self, *args) -> Future:
+        return Future()  # never answered
+
+    def retire(self, reason: str) -> None:
+        pass
+
+
+def test_no_new_engine_while_a_retired_one_is_still_running(monkeypatch):
+    _StuckOwner.started = []
+    monkeypatch.setattr(sp, "_Owner", _StuckOwner)
+    monkeypatch.setattr(sp, "RETIRE_JOIN", 0.1)
+    monkeypatch.setattr(sp, "espeak_ng_wav", lambda text, voice, rate, timeout: b"by the command")
+    synth = sp._Synthesizer()
+    assert synth.wav("a", "nl", 165, 0.1) == b"by the command"  # the owner timed out and was retired
+    assert synth.wav("b", "nl", 165, 0.1) == b"by the command"  # its thread still runs: the command only
+    assert synth.wav("c", "nl", 165, 0.1) == b"by the command"
+    assert len(_StuckOwner.started) == 1
+    _StuckOwner.started[0].release.set()
+    _StuckOwner.started[0].thread.join(1)
+    synth.wav("d", "nl", 165, 0.1)  # the old thread has ended: a new owner may start
+    assert len(_StuckOwner.started) == 2
+    _StuckOwner.started[1].release.set()
+
+
 def test_pyttsx3_voice_ids_are_matched_by_espeak_name():
     voices = [SimpleNamespace(id="gmw/en", languages=["en-gb"]), SimpleNamespace(id="gmw/en-gb-scotland",
               languages=["en-gb-scotland"]), SimpleNamespace(id="gmw/nl", languages=["nl"]),
@@ -184,6 +245,21 @@ def test_a_broken_recording_falls_back_to_synthesis(prompts: PromptAudio, tmp_pa
     broken.write_bytes(b"RIFF not really a wave file")
     assert _seconds(prompts.audio_for("Waarmee kan ik u helpen?", "nl", prompt_id="menu")) > 0.5
     assert (prompts.recorded, prompts.synthesized) == (0, 1)
+
+
+def test_a_broken_recording_is_not_decoded_again_until_it_changes(prompts: PromptAudio, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    broken = tmp_path / "recorded" / "nl" / "menu.wav"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"RIFF not really a wave file")
+    decoded: list[object] = []
+    monkeypatch.setattr(sp, "wav_to_ulaw", lambda source: decoded.append(source) or wav_to_ulaw(source))
+    for _ in range(3):
+        prompts.audio_for("Waarmee kan ik u helpen?", "nl", prompt_id="menu")
+    assert decoded.count(broken) == 1
+    _write_tone(broken, 0.5)
+    assert abs(len(prompts.audio_for("Waarmee kan ik u helpen?", "nl", prompt_id="menu")) - 4000) <= 8
+    assert decoded.count(broken) == 2 and prompts.recorded == 1
 
 
 # -- static prompts -------------------------------------------------------------------------------
@@ -242,6 +318,20 @@ def test_audio_build_renders_then_finds_everything_cached(tmp_path: Path, energi
     second = CliRunner().invoke(main, args + ["--quiet"])
     assert second.exit_code == 0, second.output
     assert second.output.startswith(f"{total} prompts: 0 synthesised, {total - 1} already cached, 1 recorded")
+
+
+def test_audio_build_fails_when_the_cache_cannot_be_written(tmp_path: Path):
+    flow = tmp_path / "tiny.yaml"
+    flow.write_text("flow: tiny\nlanguage: nl\nstart: dag\nsteps:\n  dag:\n    type: hangup\n"
+                    "    say: U spreekt met de digitale assistent. Tot ziens.\n")
+    (tmp_path / "not-a-folder").write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"prompts": {"cache_dir": str(tmp_path / "not-a-folder" / "cache"),
+                                                  "recorded_dir": str(tmp_path / "recorded")}}))
+    result = CliRunner().invoke(main, ["--config", str(config), "audio", "build", "--flow", str(flow), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "2 prompt(s) could not be written to the prompt cache" in result.output
+    assert str(tmp_path / "not-a-folder" / "cache") in result.output and "Traceback" not in result.output
 
 
 def test_audio_build_reports_an_invalid_flow_and_exits_1(tmp_path: Path):

@@ -31,10 +31,11 @@ process. Nothing else in the process may use pyttsx3.
 Why the fallback. If pyttsx3 cannot be imported or started, or a job times out, the prompt is
 rendered by running ``espeak-ng --stdout`` in a subprocess (about 18 ms, and safe to run in
 parallel). A warning is logged once. The owner is retired: its engine is kept alive, because a
-collected engine clears espeak's global callback. A new owner starts for the next job. After
-``MAX_ENGINE_STARTS`` owners, or in a forked child where espeak's internal thread no longer
-exists, only the subprocess is used. Without espeak-ng, ``PromptError`` is raised, and the
-telephony side hands the call to a person.
+collected engine clears espeak's global callback. A new owner starts for a later job, but only once
+the retired owner's thread has ended: it may still be inside ``runAndWait``, and two engines there at
+once hang espeak, so until then the subprocess is used. After ``MAX_ENGINE_STARTS`` owners, or in a
+forked child where espeak's internal thread no longer exists, only the subprocess is used. Without
+espeak-ng, ``PromptError`` is raised, and the telephony side hands the call to a person.
 
 pyttsx3's espeak driver ``print()``s "Audio saved to ..." after each file, on espeak's thread.
 ``contextlib.redirect_stdout`` would swap ``sys.stdout`` for the whole process and swallow other
@@ -43,6 +44,7 @@ threads' output. Instead, the driver module's own ``print`` name is shadowed wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -80,6 +82,10 @@ SYNTH_ATTEMPTS = 2
 """Tries per prompt when pyttsx3 reports an utterance as cancelled, before the fallback runs."""
 CACHE_FORMAT = "ulaw8k-1"
 """Part of the cache key: change it when the conversion changes, so old files are not reused."""
+SHARE_MARGIN = 2.0
+"""Extra seconds a thread sharing another's synthesis waits, beyond the owner's worst case (2 x timeout)."""
+RETIRE_JOIN = 1.0
+"""Seconds a new pyttsx3 owner waits for a retired one's thread to end before the command is used instead."""
 
 
 class PromptError(VoicebotError):
@@ -97,9 +103,15 @@ class _UnknownVoice(PromptError):
 # -- the espeak-ng command: the fallback --------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _espeak_ng(search_path: str | None) -> str | None:
+    """Where espeak-ng is, looked up once per PATH value rather than on every prompt."""
+    return shutil.which("espeak-ng", path=search_path)
+
+
 def espeak_ng_wav(text: str, voice: str, rate: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
     """``text`` as a 22050 Hz WAV from the espeak-ng command (text on stdin, so a leading '-' is text)."""
-    exe = shutil.which("espeak-ng")
+    exe = _espeak_ng(os.environ.get("PATH"))
     if exe is None:
         raise PromptError("espeak-ng is not installed (apt-get install espeak-ng); prompts cannot be synthesised")
     try:
@@ -189,6 +201,15 @@ class _Owner:
         self._files = itertools.count()
         self._thread = threading.Thread(target=self._run, name="prompt-tts", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        """True while the owner thread runs, possibly stuck inside ``runAndWait``."""
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread to end; True when it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def submit(self, text: str, voice: str, rate: int, timeout: float) -> Future[bytes]:
         """Queue one prompt; the future's result is the WAV file's bytes."""
@@ -295,6 +316,8 @@ class _Synthesizer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owner: _Owner | None = None
+        self._retired: _Owner | None = None  # the last retired owner, until its thread has ended
+        self._joined = False  # whether a caller already waited RETIRE_JOIN for it
         self._starts = 0
         self._pid: int | None = None
         self._warned = False
@@ -319,13 +342,31 @@ class _Synthesizer:
             raise _EngineDown(f"pyttsx3 did not answer within {timeout:g} s") from None
 
     def _current_owner(self) -> _Owner | None:
+        """The running owner, or a new one; None means "use the espeak-ng command".
+
+        A retired owner's thread may still be inside ``runAndWait``, and a second engine running
+        next to it hangs espeak. So a new owner starts only once the old thread has ended: the first
+        caller to find it running waits up to ``RETIRE_JOIN`` for it, and until it ends every prompt
+        goes to the command.
+        """
         with self._lock:
             if self._pid is not None and self._pid != os.getpid():
                 self._warn_locked("forked after espeak was initialised; using the espeak-ng command")
                 return None
-            if self._owner is None:
-                if self._starts >= MAX_ENGINE_STARTS:
-                    return None
+            if self._owner is not None:
+                return self._owner
+            if self._starts >= MAX_ENGINE_STARTS:
+                return None
+            retired, wait = self._retired, not self._joined
+            self._joined = True
+        if retired is not None and retired.alive():
+            if not wait or not retired.join(RETIRE_JOIN):
+                self._warn("the retired pyttsx3 engine is still busy; using the espeak-ng command meanwhile")
+                return None
+        with self._lock:
+            if self._retired is retired:
+                self._retired = None
+            if self._owner is None and self._retired is None and self._starts < MAX_ENGINE_STARTS:
                 self._starts += 1
                 self._pid = os.getpid()
                 self._owner = _Owner()
@@ -336,6 +377,7 @@ class _Synthesizer:
             if self._owner is not owner:
                 return  # another caller already retired it
             self._owner = None
+            self._retired, self._joined = owner, False
             self._warn_locked(reason)
         owner.retire(reason)
 
@@ -423,7 +465,8 @@ class PromptAudio:
     """Prompt audio for every call of the process: recordings, cache, synthesis. Thread-safe.
 
     Counters (for tests and metrics): ``hits`` (memory or disk cache), ``misses`` (not cached),
-    ``synthesized`` (rendered and stored) and ``recorded`` (a recording was played).
+    ``synthesized`` (rendered), ``recorded`` (a recording was played) and ``cache_failures``
+    (rendered audio that could not be written to the cache directory).
     """
 
     def __init__(self, settings: PromptSettings, *, use_pyttsx3: bool = True, memory_bytes: int = MEMORY_BYTES):
@@ -431,10 +474,10 @@ class PromptAudio:
         self._use_pyttsx3 = use_pyttsx3
         self._lock = threading.Lock()
         self._memory = _LRU(memory_bytes)
-        self._recordings: dict[Path, tuple[tuple[int, int, int], bytes]] = {}
+        self._recordings: dict[Path, tuple[tuple[int, int, int], bytes | None]] = {}  # None: unreadable
         self._pending: dict[str, Future[bytes]] = {}
         self._closed = False
-        self.hits = self.misses = self.synthesized = self.recorded = 0
+        self.hits = self.misses = self.synthesized = self.recorded = self.cache_failures = 0
 
     def __enter__(self) -> PromptAudio:
         return self
@@ -448,7 +491,10 @@ class PromptAudio:
         return voices.get(language) or voices.get(language.split("-")[0]) or language
 
     def cache_path(self, text: str, language: str) -> Path:
-        return Path(self.settings.cache_dir) / f"{cache_key(self.voice(language), self.settings.rate, text)}.ulaw"
+        return self._cache_file(cache_key(self.voice(language), self.settings.rate, text))
+
+    def _cache_file(self, key: str) -> Path:
+        return Path(self.settings.cache_dir) / f"{key}.ulaw"
 
     def audio_for(self, text: str, language: str, prompt_id: str | None = None,
                   timeout: float = DEFAULT_TIMEOUT) -> bytes:
@@ -464,11 +510,6 @@ class PromptAudio:
             if path.stem in self._memory:
                 return True
         return path.exists()
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"hits": self.hits, "misses": self.misses, "synthesized": self.synthesized,
-                    "recorded": self.recorded}
 
     def close(self) -> None:
         """Drop the in-memory audio; later calls raise PromptError. The shared pyttsx3 owner stays."""
@@ -503,12 +544,15 @@ class PromptAudio:
         with self._lock:
             known = self._recordings.get(path)
             if known is not None and known[0] == stamp:
-                self.recorded += 1
-                return known[1]
+                if known[1] is not None:
+                    self.recorded += 1
+                return known[1]  # None: this very file failed before; it is not decoded (or logged) again
         try:
             audio = wav_to_ulaw(path)
         except Exception as exc:  # a broken recording must not drop the call: synthesis still works
             log.warning("recorded prompt %s cannot be read (%s); synthesising it instead", path, exc)
+            with self._lock:
+                self._recordings[path] = (stamp, None)
             return None
         with self._lock:
             self._recordings[path] = (stamp, audio)
@@ -527,10 +571,12 @@ class PromptAudio:
                 mine: Future[bytes] = Future()
                 self._pending[key] = mine
         if pending is not None:  # another thread is rendering the same text right now
+            # The owner may spend ``timeout`` on pyttsx3 and as long again on the espeak-ng command.
+            wait = 2 * timeout + SHARE_MARGIN
             try:
-                audio = pending.result(timeout)
+                audio = pending.result(wait)
             except FutureTimeout:
-                raise PromptError(f"prompt not ready within {timeout:g} s") from None
+                raise PromptError(f"prompt not ready within {wait:g} s") from None
             with self._lock:
                 self.hits += 1
             return audio, "shared"
@@ -546,7 +592,7 @@ class PromptAudio:
         return audio, source
 
     def _load_or_render(self, key: str, text: str, voice: str, timeout: float) -> tuple[bytes, str]:
-        path = Path(self.settings.cache_dir) / f"{key}.ulaw"
+        path = self._cache_file(key)
         audio = self._read_cache(path)
         source = "disk"
         if audio is None:
@@ -554,7 +600,9 @@ class PromptAudio:
                 self.misses += 1
             wav = _SYNTHESIZER.wav(text, voice, self.settings.rate, timeout, self._use_pyttsx3)
             audio = _to_phone(wav)
-            self._write_cache(path, audio)
+            if not self._write_cache(path, audio):
+                with self._lock:
+                    self.cache_failures += 1
             source = "synthesized"
         with self._lock:
             self._memory.put(key, audio)
@@ -575,11 +623,14 @@ class PromptAudio:
             return None
 
     @staticmethod
-    def _write_cache(path: Path, audio: bytes) -> None:
+    def _write_cache(path: Path, audio: bytes) -> bool:
+        """Store rendered audio; False (and a warning) when the cache directory cannot be written."""
         try:
             _write_atomically(path, audio)
         except OSError as exc:  # the caller still gets the audio; only the next call pays again
             log.warning("prompt cache %s cannot be written: %s", path.parent, exc)
+            return False
+        return True
 
 
 # -- what a flow can say without slot values --------------------------------------------------
@@ -699,13 +750,19 @@ def static_prompts(flow: Flow) -> list[tuple[str, str | None]]:
 
 
 def build(flows: Iterable[Flow], prompt_audio: PromptAudio, progress: bool = True) -> dict[str, int]:
-    """Render every static prompt of ``flows`` into the cache; counts by where the audio came from."""
+    """Render every static prompt of ``flows`` into the cache; counts by where the audio came from.
+
+    ``uncached`` counts prompts that were rendered but could not be written to the cache directory.
+    """
     from tqdm import tqdm
 
     items = [(flow.language, text, prompt_id) for flow in flows for text, prompt_id in static_prompts(flow)]
-    counts = {"total": len(items), "synthesized": 0, "cached": 0, "recorded": 0}
+    counts = {"total": len(items), "synthesized": 0, "cached": 0, "recorded": 0, "uncached": 0}
     for language, text, prompt_id in tqdm(items, desc="prompts", unit="prompt", disable=not progress):
+        failures = prompt_audio.cache_failures
         _, source = prompt_audio._fetch(text, language, prompt_id, DEFAULT_TIMEOUT)
+        if prompt_audio.cache_failures != failures:
+            counts["uncached"] += 1
         if source in ("synthesized", "recorded"):
             counts[source] += 1
         else:
