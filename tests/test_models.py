@@ -223,6 +223,39 @@ def test_keyboard_interrupt_mid_download_leaves_nothing(server, speech):
     assert entries(speech.models_dir) == []
 
 
+class _CutOffChunked(http.server.BaseHTTPRequestHandler):
+    """Promises a 4096-byte chunk, sends 100 bytes of it and hangs up."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"1000\r\n" + b"x" * 100)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_cut_off_chunked_download_is_a_download_error(speech, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutOffChunked)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        with pytest.raises(ModelDownloadError, match="cut off"):
+            sm.install("xx", speech, url=f"http://127.0.0.1:{httpd.server_address[1]}/m.zip",
+                       checksum=sha256(b""), progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert entries(speech.models_dir) == []
+
+
 def test_known_models_have_real_checksums_or_none():
     assert {"nl", "en", "ko"} <= set(sm.KNOWN_MODELS)
     for language, infos in sm.KNOWN_MODELS.items():
@@ -265,6 +298,16 @@ def test_install_from_file_checks_a_given_checksum(tmp_path, speech):
     assert entries(speech.models_dir) == []
     sm.install_from_file(archive, "xx", speech, checksum=sha256(archive.read_bytes()))
     assert sm.read_metadata(speech.models_dir / "xx")["verified"] is True
+
+
+def test_archive_named_like_a_known_model_must_match_its_published_checksum(tmp_path, speech):
+    archive = tmp_path / "vosk-model-small-nl-0.22.zip"
+    archive.write_bytes(make_zip(model_files()))
+    with pytest.raises(ModelDownloadError, match="checksum mismatch.*published checksum"):
+        sm.install_from_file(archive, "nl", speech)
+    assert entries(speech.models_dir) == []
+    path = sm.install_from_file(archive, "nl", speech, checksum=sha256(archive.read_bytes()))
+    assert sm.identify(path) == "vosk-model-small-nl-0.22"
 
 
 @pytest.mark.parametrize("build", [make_zip, make_tar])
@@ -448,6 +491,7 @@ def test_cli_install_from_url(cfg, server):
     (["models", "install", "xx", "--url", "http://127.0.0.1:9/m.zip"], "--checksum"),
     (["models", "install", "xx", "--url", "http://127.0.0.1:9/m.zip", "--checksum", "sha1:abc"], "sha256:"),
     (["models", "install", "--from-file", "/no/such/file.zip", "--language", "xx"], "does not exist"),
+    (["models", "install", "xx", "--url", "notaurl", "--checksum", "sha256:" + "0" * 64], "notaurl"),
 ])
 def test_cli_install_errors_are_one_line(cfg, args, expected):
     result = run(cfg, *args)
@@ -516,3 +560,11 @@ def test_doctor_reports_missing_credentials(cfg, redis_url):
     out = result.output
     assert "TWILIO_AUTH_TOKEN is not set" in out and "TWILIO_ACCOUNT_SID is not set" in out
     assert "public_url" in out
+
+
+def test_doctor_reads_flow_languages_as_flows_are_read(tmp_path):
+    from voicebot.commands.models import _flow_languages
+
+    (tmp_path / "norsk.yaml").write_text("flow: norsk\nlanguage: no\nstart: a\nsteps: {}\n")
+    languages, problems = _flow_languages(tmp_path)
+    assert languages == {"no": ["norsk.yaml"]} and problems == []

@@ -191,8 +191,13 @@ def doctor(ctx: click.Context) -> None:
 
 
 def _flow_languages(flows_dir: Path) -> tuple[dict[str, list[str]], list[Check]]:
-    """Language -> flow files using it, read cheaply from each file's `language:` key."""
+    """Language -> flow files using it, read cheaply from each file's `language:` key.
+
+    Read as flows are (YAML 1.2 booleans), so `language: no` is Norwegian, not False.
+    """
     import yaml
+
+    from voicebot.flow.yamlsrc import load_yaml
 
     languages: dict[str, list[str]] = {}
     problems: list[Check] = []
@@ -201,7 +206,7 @@ def _flow_languages(flows_dir: Path) -> tuple[dict[str, list[str]], list[Check]]
         problems.append(Check("flows", False, f"no flow files in {flows_dir}: add one or set flows.dir"))
     for file in files:
         try:
-            language = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("language")
+            language = (load_yaml(file.read_text(encoding="utf-8")) or {}).get("language")
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
             language = None
         if not isinstance(language, str) or not language:

@@ -22,6 +22,7 @@ user supplies one with ``--checksum``: an unverifiable download is refused rathe
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -338,8 +339,9 @@ def _copy(source: BinaryIO, target: BinaryIO, hasher: _Hasher, bar: tqdm) -> int
 
 def _download(info: ModelInfo, target: Path, hasher: _Hasher, progress: bool) -> None:
     """Stream ``info.url`` into ``target``; raise ModelDownloadError on any failure or short read."""
-    request = urllib.request.Request(info.url, headers={"User-Agent": "voicebot-models"})
     try:
+        # inside the try: a --url that is no URL at all ("notaurl") raises ValueError here
+        request = urllib.request.Request(info.url, headers={"User-Agent": "voicebot-models"})
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
@@ -352,7 +354,10 @@ def _download(info: ModelInfo, target: Path, hasher: _Hasher, progress: bool) ->
     except urllib.error.URLError as exc:
         raise ModelDownloadError(f"cannot download {info.url}: {exc.reason}; on a machine without internet "
                                  f"copy the archive over and use --from-file") from None
-    except (OSError, ValueError) as exc:
+    except http.client.IncompleteRead as exc:  # a chunked body cut off: not an OSError
+        raise ModelDownloadError(f"download of {info.url} was cut off mid-transfer ({exc!r}); "
+                                 "nothing was installed, try again") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise ModelDownloadError(f"downloading {info.url} failed: {exc or type(exc).__name__}") from None
     if expected is not None and received != expected:
         raise ModelDownloadError(f"download of {info.url} was cut off: got {received} of {expected} bytes; "
@@ -521,17 +526,24 @@ def install_from_file(archive: str | os.PathLike[str], language: str, speech: Sp
                       checksum: str | None = None) -> Path:
     """Install a model from a local .zip / .tar.gz as ``models_dir/<language>`` (same checks as ``install``).
 
-    The checksum is optional here: the file came from the operator. When given it must match. The
-    archive's sha256 is recorded in voicebot-model.json either way.
+    The checksum is optional here: the file came from the operator. When given it must match. An
+    archive named like a known model (``vosk-model-small-nl-0.22.zip``) must match that model's
+    published checksum unless another is given. The archive's sha256 is recorded in
+    voicebot-model.json either way.
     """
     _check_language(language)
     path = Path(archive)
     if not path.is_file():
         raise ModelDownloadError(f"archive {path} does not exist")
+    what = str(path)
     expected = parse_checksum(checksum) if checksum else None
+    known = known_model(_strip_archive_suffix(path.name))
+    if expected is None and known is not None and known.checksum:
+        expected = known.checksum
+        what = f"{path} (the published checksum of {known.name}; pass --checksum if this is another file)"
     hasher = _Hasher(expected)
     sha = _hash_file(path, hasher)
-    hasher.verify(str(path))
+    hasher.verify(what)
     info = _info_for_archive(path, language, expected or sha)
     return _install_archive(path, info, _models_dir(speech), str(path.resolve()), expected or sha,
                             expected is not None)
