@@ -29,6 +29,7 @@ from werkzeug.serving import make_server
 from voicebot.commands.call import _turns_from_options, call, turn_order
 from voicebot.speech.audio import pcm_to_ulaw, write_wav
 from voicebot.errors import ScenarioError
+from voicebot.telephony import emulator
 from voicebot.telephony.emulator import (EmulatorError, WebhookRefused, _Call, _Stream, check_expectations,
                                          load_scenario, place_call)
 
@@ -368,6 +369,35 @@ def test_cli_errors_without_traceback():
     assert result.exit_code != 0 and "TWILIO_AUTH_TOKEN" in result.output
 
 
+def test_record_into_a_missing_folder_fails_before_dialling(bot: FakeBot, tmp_path):
+    bot.log = Log()
+    record = tmp_path / "no" / "such" / "bot.wav"
+    result = CliRunner().invoke(call, ["--server", bot.url, "--public-url", PUBLIC, "--auth-token", TOKEN,
+                                       "--dtmf", "1", "--record", str(record)])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    assert bot.log.forms == {}, "no call was placed"
+
+
+def test_a_recording_that_cannot_be_written_is_a_failure_not_a_crash(bot: FakeBot, tmp_path, monkeypatch):
+    bot.log = Log()
+
+    def disk_full(path, audio):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(emulator, "ulaw_to_wav", disk_full)
+    report = place_call(bot.url, [], auth_token=TOKEN, public_url=PUBLIC, max_seconds=1.0,
+                        record=str(tmp_path / "bot.wav"))
+    assert not report.passed and report.recording is None
+    assert any("No space left on device" in failure for failure in report.failures)
+    bot.log.wait_closed()
+
+
+def test_a_server_address_that_is_no_url_is_one_clear_error():
+    result = CliRunner().invoke(call, ["--server", "notaurl", "--auth-token", "x", "--dtmf", "1"])
+    assert result.exit_code == 1 and "notaurl" in result.output and "http://" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_cli_script_with_expectations(bot: FakeBot, tmp_path):
     bot.log = Log()
     scenario = tmp_path / "barge.yaml"
@@ -450,3 +480,32 @@ def test_scenario_files_are_checked_before_calling(tmp_path):
     assert scenario["turns"][0] == {"say": "yes"}  # YAML 1.2 reading: 'yes' stays text
     assert scenario["turns"][1]["wav"] == str(tmp_path / "hello.wav")
     assert scenario["expect"] == {"hangup": False}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("rate: fast\nturns: [{say: ja}]\n", "'rate' is espeak-ng words per minute"),
+    ("voice: 12\nturns: [{say: ja}]\n", "'voice' is an espeak-ng voice name"),
+    ("max_seconds: lang\nturns: [{say: ja}]\n", "'max_seconds' is a number of seconds"),
+    ("turns: [{say: ja}, {say: nee, rate: fast}]\n", "turn 2: 'rate'"),
+    ("turns: [{say: ja, voice: [nl]}]\n", "turn 1: 'voice'"),
+    ("turns: [{dtmf: '1'}, {dtmf: 12a}]\n", "turn 2: dtmf '12a'"),
+    ("turns: [{say: ja}]\nexpect: {clears: x}\n", "expect.clears must be a whole number"),
+    ("turns: [{say: ja}]\nexpect: {hangup: maybe}\n", "expect.hangup must be true or false"),
+    ("turns: [{say: ja}]\nexpect: {target: +31201234567}\n", "expect.target must be text"),
+])
+def test_bad_values_in_a_scenario_name_the_file_and_turn(tmp_path, text, problem):
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(scenario)
+    assert str(raised.value).startswith(f"{scenario}: ") and problem in str(raised.value)
+    result = CliRunner().invoke(call, ["--server", "http://127.0.0.1:9", "--auth-token", "x",
+                                       "--script", str(scenario)])
+    assert result.exit_code == 1 and problem in result.output and "Traceback" not in result.output
+
+
+def test_a_scenario_that_is_not_utf8_is_a_scenario_error(tmp_path):
+    scenario = tmp_path / "latin1.yaml"
+    scenario.write_bytes("turns: [{say: café}]\n".encode("latin-1"))
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(scenario)

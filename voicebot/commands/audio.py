@@ -7,9 +7,6 @@ values into the cache that the phone side reads (``prompts.cache_dir``).
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
 import click
 
 
@@ -24,34 +21,36 @@ def audio() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def build_command(ctx: click.Context, flow_files: tuple[str, ...], quiet: bool) -> None:
-    """Render every static prompt of the flows into the prompt cache, then print a summary."""
+    """Render every static prompt of the flows into the prompt cache, then print a summary.
+
+    Exit status 1 when a flow is invalid, nothing can be synthesised, or a prompt cannot be
+    written to the cache.
+    """
     from voicebot.cli import _settings
-    from voicebot.errors import VoicebotError
-    from voicebot.flow import check_files
+    from voicebot.errors import FlowError, VoicebotError
+    from voicebot.flow import check_files, load_flows
     from voicebot.speech.prompts import PromptAudio, build
 
+    settings = _settings(ctx)
     try:
-        settings = _settings(ctx)
-    except VoicebotError as exc:
-        _fail(str(exc))
-    paths = list(flow_files) or sorted(str(p) for p in settings.flows_dir.glob("*.yaml"))
-    if not paths:
-        _fail(f"no flow files found in {settings.flows_dir}")
-    flows, problems = check_files(paths, settings.transfer_words)
-    if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        _fail(f"{len(problems)} problem(s) in the flows; no audio built")
+        if flow_files:
+            flows, problems = check_files(flow_files, settings.transfer_words)
+            if problems:
+                raise FlowError(problems)
+        else:
+            flows = load_flows(settings.flows_dir, settings.transfer_words)
+    except FlowError as exc:
+        raise click.ClickException(f"{exc}\n{len(exc.problems)} problem(s) in the flows; no audio built") from None
+    if not flows:
+        raise click.ClickException(f"no flow files found in {settings.flows_dir}")
+    cache_dir = settings.prompts.cache_dir
     with PromptAudio(settings.prompts) as prompts:
         try:
             counts = build(flows.values(), prompts, progress=not quiet)
         except VoicebotError as exc:
-            _fail(str(exc))
+            raise click.ClickException(str(exc)) from None
     click.echo(f"{counts['total']} prompts: {counts['synthesized']} synthesised, "
-               f"{counts['cached']} already cached, {counts['recorded']} recorded "
-               f"(cache: {settings.prompts.cache_dir})")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+               f"{counts['cached']} already cached, {counts['recorded']} recorded (cache: {cache_dir})")
+    if counts["uncached"]:
+        raise click.ClickException(f"{counts['uncached']} prompt(s) could not be written to the prompt cache "
+                                   f"{cache_dir}: make sure the folder can be created and written to")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -57,11 +57,6 @@ def _turns_from_options(order: list[str], values: dict[str, tuple[str, ...]]) ->
     return turns
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
 @click.command("call", cls=_OrderedTurns)
 @click.option("--server", default="http://127.0.0.1:5000", show_default=True,
               help="Where the voicebot server listens.")
@@ -95,7 +90,7 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
     the scenario fails.
     """
     from voicebot.errors import VoicebotError
-    from voicebot.telephony.emulator import load_scenario, place_call
+    from voicebot.telephony.emulator import DEFAULT_CALLED, DEFAULT_CALLER, load_scenario, place_call
 
     if not auth_token:
         raise click.UsageError("no auth token: pass --auth-token or set TWILIO_AUTH_TOKEN to the server's "
@@ -106,27 +101,26 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
         scenario = load_scenario(script) if script else {
             "turns": _turns_from_options(ctx.meta.get(ORDER_KEY, []), {"say": say, "dtmf": dtmf, "wav": wav})}
     except VoicebotError as exc:
-        _fail(str(exc))
-    kwargs: dict[str, Any] = {
-        "caller": caller or scenario.get("caller", "+31612345678"),
-        "called": called or scenario.get("called", "+31850000000"),
-        "voice": voice or scenario.get("voice", "nl"), "rate": rate or scenario.get("rate", 165),
-        "max_seconds": max_seconds or float(scenario.get("max_seconds", 120.0))}
+        raise click.ClickException(str(exc)) from None
+    # Only what the command line or the scenario states: place_call owns the defaults.
+    options = {"caller": caller, "called": called, "voice": voice, "rate": rate, "max_seconds": max_seconds}
+    kwargs: dict[str, Any] = {key: scenario[key] for key in options if key in scenario}
+    kwargs.update({key: value for key, value in options.items() if value is not None})
     public = (public_url or server).rstrip("/")
-    click.echo(f"calling {server} from {kwargs['caller']} to {kwargs['called']}"
+    click.echo(f"calling {server} from {kwargs.get('caller', DEFAULT_CALLER)} to {kwargs.get('called', DEFAULT_CALLED)}"
                + (f" (signed for {public})" if public != server.rstrip("/") else ""))
     try:
         report = place_call(server, scenario["turns"], auth_token=auth_token, public_url=public,
                             account_sid=account_sid, record=record, out=sys.stdout,
                             expect=scenario.get("expect") or None, **kwargs)
     except VoicebotError as exc:
-        _fail(str(exc))
-    _summary(report, record, checked=bool(scenario.get("expect")))
+        raise click.ClickException(str(exc)) from None
+    _summary(report, checked=bool(scenario.get("expect")))
     if not report.passed:
         sys.exit(1)
 
 
-def _summary(report: Any, record: str | None, checked: bool) -> None:
+def _summary(report: Any, checked: bool) -> None:
     if report.transfer:
         end = f"transferred ({report.transfer['kind']} {report.transfer['target']})"
     elif report.timed_out:
@@ -138,8 +132,8 @@ def _summary(report: Any, record: str | None, checked: bool) -> None:
     if report.latencies:
         click.echo("reply latency: " + ", ".join(f"turn {i}: " + (f"{lat:.3f} s" if lat is not None else "no reply")
                                                   for i, lat in enumerate(report.latencies, start=1)))
-    if record:
-        click.echo(f"bot audio: {Path(record)} ({len(report.bot_audio) / 8000:.1f} s)")
+    if report.recording:
+        click.echo(f"bot audio: {Path(report.recording)} ({len(report.bot_audio) / 8000:.1f} s)")
     for failure in report.failures:
         click.echo(f"FAIL  {failure}")
     if checked and report.passed:

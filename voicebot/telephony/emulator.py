@@ -34,6 +34,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import os
 import secrets
 import threading
 import time
@@ -64,6 +65,11 @@ SPEECH_PEAK = 1000
 """A caller frame whose loudest sample is below this counts as silence when timing the end of speech."""
 DEFAULT_PAUSE = 0.4
 DEFAULT_WAIT = 30.0
+DEFAULT_CALLER = "+31612345678"
+DEFAULT_CALLED = "+31850000000"
+DEFAULT_VOICE = "nl"
+DEFAULT_RATE = 165
+DEFAULT_MAX_SECONDS = 120.0
 MAX_REDIRECTS = 5
 STATUS_PATH = "/twilio/status"
 VOICE_PATH = "/twilio/voice"
@@ -108,6 +114,8 @@ class CallReport:
     hung_up_by: str | None = None
     timed_out: bool = False
     latencies: list[float | None] = field(default_factory=list)
+    recording: str | None = None
+    """The WAV file the bot's audio was written to (None when not asked for or not writable)."""
     passed: bool = True
     failures: list[str] = field(default_factory=list)
     duration: float = 0.0
@@ -133,8 +141,25 @@ class _Turn:
     wait: float = DEFAULT_WAIT
 
 
-def check_turns(turns: list[dict[str, Any]], where: str = "turn") -> None:
-    """Refuse unknown keys and turns with no or several actions, before any call is placed."""
+class CheckedTurns(list):
+    """Turns ``check_turns`` has accepted; ``place_call`` does not check them again."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _voice_rate_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a mapping's ``voice`` and ``rate`` (a scenario's or a turn's), if anything."""
+    if "voice" in data and (not isinstance(data["voice"], str) or not data["voice"]):
+        return "'voice' is an espeak-ng voice name, e.g. voice: nl"
+    if "rate" in data and (not isinstance(data["rate"], int) or isinstance(data["rate"], bool) or data["rate"] <= 0):
+        return "'rate' is espeak-ng words per minute, a whole number such as rate: 165"
+    return None
+
+
+def check_turns(turns: list[dict[str, Any]], where: str = "turn") -> CheckedTurns:
+    """Refuse unknown keys, turns with no or several actions and bad values, before any call is placed."""
     if not isinstance(turns, list):
         raise ScenarioError("'turns' must be a list")
     for n, turn in enumerate(turns, start=1):
@@ -149,8 +174,44 @@ def check_turns(turns: list[dict[str, Any]], where: str = "turn") -> None:
         if "hangup" in turn and turn["hangup"] is not True:
             raise ScenarioError(f"{where} {n}: write 'hangup: true'")
         for key in ("silence", "pause", "barge_in", "wait"):
-            if key in turn and (isinstance(turn[key], bool) or not isinstance(turn[key], (int, float))):
+            if key in turn and (not _is_number(turn[key]) or turn[key] < 0):
                 raise ScenarioError(f"{where} {n}: '{key}' is a number of seconds")
+        if "dtmf" in turn:
+            keys = str(turn["dtmf"])
+            if not keys or any(k not in DTMF_KEYS for k in keys):
+                raise ScenarioError(f"{where} {n}: dtmf {keys!r}: use the keys 0-9 * # (quote them in YAML)")
+        for key, example in (("say", "ja"), ("wav", "hello.wav")):
+            if key in turn and (isinstance(turn[key], bool) or not isinstance(turn[key], (str, int, float))):
+                raise ScenarioError(f"{where} {n}: '{key}' is text, e.g. {key}: {example}")
+        problem = _voice_rate_problem(turn)
+        if problem:
+            raise ScenarioError(f"{where} {n}: {problem}")
+    return CheckedTurns(turns)
+
+
+def _check_expect(expect: Any, where: str) -> dict[str, Any]:
+    """A scenario's ``expect`` block, each value of the type ``check_expectations`` compares it as."""
+    if not expect:
+        return {}
+    if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
+        raise ScenarioError(f"{where}: 'expect' takes {sorted(EXPECT_KEYS)}")
+    for key, value in expect.items():
+        if key == "transfer":
+            ok = isinstance(value, (bool, str))
+        elif key == "hangup":
+            ok = isinstance(value, bool)
+        elif key == "clears":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif key == "prompt_contains":
+            ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        else:  # target, whisper_contains
+            ok = isinstance(value, str)
+        if not ok:
+            shape = {"transfer": "true, false or a kind such as number", "hangup": "true or false",
+                     "clears": "a whole number", "prompt_contains": "text or a list of texts",
+                     "target": 'text (quote a number: target: "+31201234567")'}.get(key, "text")
+            raise ScenarioError(f"{where}: expect.{key} must be {shape}, not {value!r}")
+    return dict(expect)
 
 
 def _speech_frames(audio: bytes) -> int:
@@ -161,8 +222,12 @@ def _speech_frames(audio: bytes) -> int:
 
 
 def prepare_turns(turns: list[dict[str, Any]], *, voice: str, rate: int) -> list[_Turn]:
-    """Turn the script into audio and timings up front: synthesis must not stall the 20 ms clock."""
-    check_turns(turns)
+    """Turn the script into audio and timings up front: synthesis must not stall the 20 ms clock.
+
+    Turns from ``load_scenario`` were checked there; others are checked here.
+    """
+    if not isinstance(turns, CheckedTurns):
+        check_turns(turns)
     out: list[_Turn] = []
     for turn in turns:
         common = {"pause": float(turn.get("pause", DEFAULT_PAUSE)), "wait": float(turn.get("wait", DEFAULT_WAIT)),
@@ -181,8 +246,6 @@ def prepare_turns(turns: list[dict[str, Any]], *, voice: str, rate: int) -> list
             out.append(_Turn("wav", f"[{path.name}]", audio, _speech_frames(audio), **common))
         elif "dtmf" in turn:
             keys = str(turn["dtmf"])
-            if not keys or any(k not in DTMF_KEYS for k in keys):
-                raise ScenarioError(f"dtmf {keys!r}: use the keys 0-9 * # (quote them in YAML)")
             out.append(_Turn("dtmf", f"#{keys}", keys=keys, **common))
         elif "silence" in turn:
             seconds = float(turn["silence"])
@@ -205,6 +268,8 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: cannot read the scenario: not UTF-8 text") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ScenarioError(f"{path}: cannot read the scenario: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("turns"), list):
@@ -215,19 +280,21 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
     for key in ("caller", "called"):
         if key in data and not isinstance(data[key], str):
             raise ScenarioError(f'{path}: quote the number in \'{key}\', e.g. {key}: "+31612345678"')
-    expect = data.get("expect") or {}
-    if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
-        raise ScenarioError(f"{path}: 'expect' takes {sorted(EXPECT_KEYS)}")
-    turns = [dict(t) if isinstance(t, dict) else t for t in data["turns"]]
-    check_turns(turns, where=f"{path}: turn")
+    problem = _voice_rate_problem(data)
+    if problem:
+        raise ScenarioError(f"{path}: {problem}")
+    if "max_seconds" in data and (not _is_number(data["max_seconds"]) or data["max_seconds"] <= 0):
+        raise ScenarioError(f"{path}: 'max_seconds' is a number of seconds, e.g. max_seconds: 60")
+    expect = _check_expect(data.get("expect"), str(path))
+    turns = check_turns([dict(t) if isinstance(t, dict) else t for t in data["turns"]], where=f"{path}: turn")
     for turn in turns:
         if "wav" in turn and not Path(str(turn["wav"])).is_absolute():
             turn["wav"] = str(path.parent / str(turn["wav"]))
-    out: dict[str, Any] = {k: data[k] for k in ("caller", "called", "voice", "max_seconds") if k in data}
-    if "rate" in data:
-        out["rate"] = int(data["rate"])
+    out: dict[str, Any] = {k: data[k] for k in ("caller", "called", "voice", "rate") if k in data}
+    if "max_seconds" in data:
+        out["max_seconds"] = float(data["max_seconds"])
     out["turns"] = turns
-    out["expect"] = dict(expect)
+    out["expect"] = expect
     return out
 
 
@@ -271,9 +338,12 @@ class _Http:
         signature = self.validator.compute_signature(url, params)
         local = _local_url(url, self.public, self.server)
         data = urllib.parse.urlencode(params).encode() if method == "POST" else None
-        req = urllib.request.Request(local, data=data, method=method, headers={
-            "X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1 (voicebot emulator)",
-            "Accept": "*/*", **({"Content-Type": "application/x-www-form-urlencoded"} if data else {})})
+        try:
+            req = urllib.request.Request(local, data=data, method=method, headers={
+                "X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1 (voicebot emulator)",
+                "Accept": "*/*", **({"Content-Type": "application/x-www-form-urlencoded"} if data else {})})
+        except ValueError as exc:  # "unknown url type": not an http(s) address
+            raise EmulatorError(f"cannot request {local}: {exc}") from None
         try:
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310 - our own server
                 return resp.read().decode("utf-8", "replace")
@@ -395,6 +465,10 @@ class _Stream:
         finally:
             self._close_segment(time.monotonic())
             self.report.bot_audio = bytes(self.timeline)
+            try:
+                self.ws.close()  # already closed after `stop` or by the server: nothing to do
+            except (ConnectionClosed, OSError):
+                pass
 
     def _tick(self, now: float) -> str | None:
         """One 20 ms step: finish the frame that was playing, start the next, send the caller's frame."""
@@ -786,11 +860,28 @@ class _Call:
             self.note("error", f"status callback: {exc}", time.monotonic())
 
 
+def _check_base_url(url: str, what: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise EmulatorError(f"{what} {url!r} is not an http:// or https:// address, e.g. http://127.0.0.1:5000")
+
+
+def _check_record_path(record: str) -> None:
+    """Refuse a recording path that cannot be written, before the call rather than after it."""
+    folder = Path(record).parent
+    if not folder.is_dir():
+        raise EmulatorError(f"cannot record to {record}: the folder {folder} does not exist")
+    if Path(record).is_dir():
+        raise EmulatorError(f"cannot record to {record}: it is a folder; name a .wav file")
+    if not os.access(folder, os.W_OK):
+        raise EmulatorError(f"cannot record to {record}: the folder {folder} is not writable")
+
+
 def place_call(server: str, turns: list[dict[str, Any]], *, auth_token: str, public_url: str | None = None,
-               caller: str = "+31612345678", called: str = "+31850000000", voice: str = "nl", rate: int = 165,
-               call_sid: str | None = None, record: str | None = None, max_seconds: float = 120.0,
-               out: TextIO | None = None, expect: dict[str, Any] | None = None,
-               account_sid: str | None = None) -> CallReport:
+               caller: str = DEFAULT_CALLER, called: str = DEFAULT_CALLED, voice: str = DEFAULT_VOICE,
+               rate: int = DEFAULT_RATE, call_sid: str | None = None, record: str | None = None,
+               max_seconds: float = DEFAULT_MAX_SECONDS, out: TextIO | None = None,
+               expect: dict[str, Any] | None = None, account_sid: str | None = None) -> CallReport:
     """Place one call on ``server`` as Twilio would and return what happened.
 
     ``public_url`` is the base the server believes Twilio reaches it at (what it validates
@@ -800,11 +891,20 @@ def place_call(server: str, turns: list[dict[str, Any]], *, auth_token: str, pub
     """
     if not auth_token:
         raise EmulatorError("no auth token: the server's TWILIO_AUTH_TOKEN is needed to sign requests")
+    _check_base_url(server, "the server address")
+    if public_url:
+        _check_base_url(public_url, "the public URL")
+    if record:
+        _check_record_path(record)
     script = prepare_turns(turns, voice=voice, rate=rate)
     call = _Call(server, public_url or server, auth_token, caller, called, call_sid, account_sid, out)
     report = call.run(script, max_seconds)
     if record:
-        ulaw_to_wav(record, report.bot_audio)
+        try:
+            ulaw_to_wav(record, report.bot_audio)
+            report.recording = record
+        except OSError as exc:  # the call happened: report it, with the recording as a failure
+            report.failures.append(f"cannot write the recording {record}: {exc.strerror or exc}")
     if expect:
         report.failures += check_expectations(report, expect)
     report.passed = not report.failures
