@@ -111,7 +111,9 @@ class Runtime:
                 connection = redis.Redis.from_url(self.settings.redis_url, socket_timeout=1.0,
                                                   socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
                 self._queue = Queue(self.settings.handoff_queue, connection=connection)
-            self._queue.enqueue("voicebot.handoff.jobs.deliver", context, job_id=f"handoff-{context['call_id']}")
+            # A short description: RQ logs it, and the context (full postcode, transcript) must not be logged.
+            self._queue.enqueue("voicebot.handoff.jobs.deliver", context, job_id=f"handoff-{context['call_id']}",
+                                description=f"handoff of call {context['call_id']} to {context.get('queue')}")
         except (redis.RedisError, OSError, ValueError) as exc:
             log.error("call %s: handoff context not queued (%s); the transfer goes on, the agent gets the whisper",
                       context.get("call_id"), exc)
