@@ -138,8 +138,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         call_sid = request.args.get("call", "")
         record = rt.store.get(call_sid) or {} if call_sid else {}
         context = (record.get("ending") or {}).get("context") or {}
-        language = record.get("language") or rt.flow(record.get("flow")).language
-        text = context.get("summary") or rt.flow(record.get("flow")).msg("summary_no_intent")
+        flow = rt.flow(record.get("flow"))
+        text = context.get("summary") or flow.msg("summary_no_intent")
+        language = record.get("language") or flow.language
         return Response(twiml.whisper(text, language), mimetype=XML)
 
     @app.post("/twilio/dial-status")

@@ -44,6 +44,7 @@ def transcribe(ctx: click.Context, file: str, language: str | None, model_path: 
     from voicebot.cli import _settings
     from voicebot.errors import VoicebotError
     from voicebot.speech.audio import PHONE_RATE, read_wav, resample, ulaw_to_pcm, wav_to_ulaw
+    from voicebot.speech.endpoint import EndpointConfig
     from voicebot.speech.recognizer import LoadedModel, SpeechModels, recognize_pcm
 
     settings = _settings(ctx)
@@ -62,10 +63,8 @@ def transcribe(ctx: click.Context, file: str, language: str | None, model_path: 
     except Exception as exc:  # an unreadable or non-audio file
         raise click.ClickException(f"{file}: cannot read audio ({exc})") from None
     phrases = [p.strip() for p in grammar.split(",") if p.strip()] if grammar else []
-    speech = settings.speech
-    models = SpeechModels(speech)
-    results = recognize_pcm(model, pcm, phrases, config=models.endpoint_config(),
-                            vad_mode=speech.vad_aggressiveness, rate=rate)
+    results = recognize_pcm(model, pcm, phrases, config=EndpointConfig.from_settings(settings.speech),
+                            vad_mode=settings.speech.vad_aggressiveness, rate=rate)
     text = " ".join(r.text for r in results if r.text)
     if as_json:
         payload = {"text": text, "file": file, "seconds": round(len(pcm) / (2 * rate), 2),

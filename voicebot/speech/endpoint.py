@@ -21,6 +21,7 @@ Time is counted in frames, not wall-clock, so the decision is the same in a test
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 FRAME_MS = 20
 
@@ -32,6 +33,12 @@ class EndpointConfig:
     end_silence_ms: int = 240
     min_speech_ms: int = 160
     max_utterance_seconds: float = 15.0
+
+    @classmethod
+    def from_settings(cls, speech: Any) -> "EndpointConfig":
+        """The timings of config.yaml's ``speech`` section (a ``SpeechSettings``)."""
+        return cls(end_silence_ms=speech.end_silence_ms, min_speech_ms=speech.min_speech_ms,
+                   max_utterance_seconds=speech.max_utterance_seconds)
 
 
 class Endpointer:

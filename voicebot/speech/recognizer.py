@@ -29,7 +29,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -244,8 +244,7 @@ class SpeechModels:
             return loaded
 
     def endpoint_config(self) -> EndpointConfig:
-        return EndpointConfig(end_silence_ms=self.speech.end_silence_ms, min_speech_ms=self.speech.min_speech_ms,
-                              max_utterance_seconds=self.speech.max_utterance_seconds)
+        return EndpointConfig.from_settings(self.speech)
 
 
 # -- one turn ------------------------------------------------------------------------------------------
@@ -372,7 +371,6 @@ class _Turn:
     phrases: tuple[str, ...]
     no_input_timeout: float | None
     recognition: Recognition | None = None
-    arm_timeout: float | None = field(default=None)
 
 
 class StreamingRecognizer:
@@ -395,7 +393,6 @@ class StreamingRecognizer:
         self._vad_mode = models.speech.vad_aggressiveness if vad_mode is None else vad_mode
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._turn: _Turn | None = None
-        self.frames_in = 0
         self._thread = threading.Thread(target=self._run, name=f"asr-{name}", daemon=True)
         self._thread.start()
 
@@ -450,7 +447,6 @@ class StreamingRecognizer:
         elif command == "cancel":
             self._end_turn()
         elif command == "audio":
-            self.frames_in += 1
             turn = self._turn
             if turn is None or turn.recognition is None:
                 return

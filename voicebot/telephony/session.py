@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
+from voicebot.dialog.context import build_context
 from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInput
 from voicebot.dialog.state import CallState
 from voicebot.errors import VoicebotError
-from voicebot.speech.audio import FRAME_BYTES
 from voicebot.speech.recognizer import Final, NoSpeech, RecognitionFailed, SpeechStarted, StreamingRecognizer
 
 log = logging.getLogger("voicebot.call")
@@ -440,8 +440,6 @@ class CallSession:
         if self.ending is None:
             if not self.state.ended:
                 self.state.ended, self.state.outcome, self.state.reason = True, "transfer", "error"
-            from voicebot.dialog.context import build_context
-
             queue = self.engine.spec.transfer.queue
             context = build_context(self.state, self.engine.flow, "error", queue)
             self.ending = Transfer(reason="error", queue=queue, context=context)
