@@ -36,7 +36,6 @@ from typing import Any, Callable
 import webrtcvad
 
 from voicebot.config import SpeechSettings
-from voicebot.dialog.events import Utterance, Word
 from voicebot.errors import VoicebotError
 from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm
 from voicebot.speech.endpoint import ENDED, NO_INPUT, STARTED, TOO_LONG, EndpointConfig, Endpointer
@@ -63,7 +62,12 @@ class WordTiming:
 
 @dataclass(frozen=True)
 class Recognized:
-    """One utterance. ``reason``: ended (our endpointer), too_long, or flush (audio ran out)."""
+    """One utterance. ``reason``: ended (our endpointer), too_long, or flush (audio ran out).
+
+    Every time (word start and end, speech_start, speech_end) is in seconds from the start of the
+    recording or call. This is the recogniser's own result type: ``speech/`` knows nothing of the
+    dialog, and the telephony adapter turns it into the dialog's event.
+    """
 
     text: str
     words: tuple[WordTiming, ...]
@@ -75,11 +79,6 @@ class Recognized:
     @property
     def confidence(self) -> float:
         return sum(w.confidence for w in self.words) / len(self.words) if self.words else 0.0
-
-    def utterance(self) -> Utterance:
-        """The dialog engine's event for this result."""
-        return Utterance(text=self.text, confidence=self.confidence,
-                         words=tuple(Word(w.word, w.confidence) for w in self.words), grammar=self.grammar)
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "confidence": round(self.confidence, 3), "grammar": self.grammar,
