@@ -106,6 +106,51 @@ def test_a_recording_with_several_answers(ko):
     assert results[0].speech_end < results[1].speech_start < results[2].speech_start
 
 
+SENTENCES = ["안녕하세요 오늘 예약을 취소하고 싶어요", "상담원 연결해 주세요", "내일 오후 세 시에 예약 가능한가요"]
+SLACK = 0.3     # Vosk's word edges against webrtcvad's speech edges
+
+
+def spoken(pauses: list[float], sentences=SENTENCES) -> bytes:
+    """Sentences, each after a pause of the given length, and a second of silence at the end."""
+    return b"".join(silence(p) + korean(s) for p, s in zip(pauses, sentences)) + silence(1.0)
+
+
+def assert_words_inside(result, audio_seconds: float):
+    assert result.words and result.speech_start is not None and result.speech_end is not None
+    for w in result.words:
+        assert result.speech_start - SLACK <= w.start < w.end <= result.speech_end + SLACK, (result, w)
+        assert w.end <= audio_seconds
+
+
+def test_free_word_times_count_from_the_start_of_the_recording_with_a_used_recogniser(ko):
+    """A pooled recogniser counts every sample it ever decoded; its times must still be the file's."""
+    ko.warm()                                       # the pool now holds a recogniser that decoded 2 s
+    audio = spoken([0.5, 1.5, 1.5])
+    results = recognize_pcm(ko, ulaw_to_pcm(audio))
+    assert len(results) == 3 and not any(r.grammar for r in results)
+    for r in results:
+        assert_words_inside(r, len(audio) / 8000)
+
+
+def test_word_times_across_vosk_segments_in_one_turn(ko):
+    """A pause longer than Vosk's own endpoint but shorter than ours: two Vosk segments, one result."""
+    ko.warm()
+    audio = spoken([0.5, 1.2], SENTENCES[:2])
+    first_end = (4000 + len(korean(SENTENCES[0]))) / 8000
+    results = recognize_pcm(ko, ulaw_to_pcm(audio), config=EndpointConfig(end_silence_ms=2000))
+    assert len(results) == 1
+    assert_words_inside(results[0], len(audio) / 8000)
+    assert any(w.start > first_end + 1.0 for w in results[0].words)     # the second sentence's words
+
+
+def test_grammar_word_times_in_a_recording(ko):
+    audio = silence(0.5) + korean("네") + silence(1.0) + korean("상담원 연결해 주세요") + silence(1.0)
+    results = recognize_pcm(ko, ulaw_to_pcm(audio), GRAMMAR)
+    assert [r.text for r in results] == ["네", "상담원 연결해 주세요"]
+    for r in results:
+        assert_words_inside(r, len(audio) / 8000)
+
+
 def test_phrases_with_unknown_words_are_dropped_and_none_left_means_free(ko):
     assert ko.grammar(["네", "맞습니다"]) == ["네"]          # 맞습니다 is not in this model's vocabulary
     assert ko.grammar(["맞습니다"]) is None

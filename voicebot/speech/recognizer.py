@@ -190,10 +190,17 @@ class LoadedModel:
         return rec, used
 
     def release(self, rec: Any, grammar: bool, seconds: float, rate: int = PHONE_RATE) -> None:
-        """Return a free-form recogniser to the pool, reset; retire it once it has decoded a lot."""
+        """Return a free-form recogniser to the pool, reset; retire it once it has decoded a lot.
+
+        ``seconds``: all the audio it has decoded since it was made, which is where Vosk's clock for
+        its next words starts (see ``Recognition``). ``FinalResult()`` comes first because vosk
+        0.3.45's ``Reset()`` alone keeps its feature pipeline: the last frames of a cancelled turn
+        were then decoded into the next caller's first words. A second ``FinalResult()`` is a no-op.
+        """
         if grammar or rate != PHONE_RATE:
             return
         if seconds < RETIRE_AFTER_SECONDS:
+            rec.FinalResult()
             rec.Reset()
             with self._lock:
                 if len(self._pool) < POOL_SIZE:
@@ -249,7 +256,20 @@ class SpeechModels:
 # -- one turn ------------------------------------------------------------------------------------------
 
 class Recognition:
-    """One listening turn, fed 16-bit 8 kHz PCM; single-threaded (``StreamingRecognizer`` adds the thread)."""
+    """One listening turn, fed 16-bit 8 kHz PCM; single-threaded (``StreamingRecognizer`` adds the thread).
+
+    ``offset``: where this turn's first sample lies on the recording's or call's clock; every time
+    in the result and in ``SpeechStarted`` is on that clock.
+
+    Vosk's word times are not: vosk 0.3.45 stamps a word ``samples_round_start / rate + frame *
+    0.03``, and ``samples_round_start`` is every sample the recogniser has taken since it was made.
+    Neither ``Reset()`` nor a segment result (``AcceptWaveform`` True) nor ``FinalResult()`` sets it
+    back (measured: the same 5.4 s recording, fed again after ``FinalResult()`` and ``Reset()``, had
+    its words 5.4 s later, and 10.8 s later the third time). So a pooled recogniser's times are
+    shifted by all the audio it decoded before this turn (``used``, which the pool keeps for
+    retiring it anyway); that is taken off here. Within a turn Vosk's clock runs on across its
+    segments, so nothing else is needed. A fresh or grammar recogniser starts at 0.
+    """
 
     def __init__(self, model: LoadedModel, phrases: tuple[str, ...] | list[str] = (), *,
                  config: EndpointConfig | None = None, no_input_timeout: float | None = None,
@@ -261,6 +281,7 @@ class Recognition:
         grammar = model.grammar(tuple(phrases))
         self.grammar = grammar is not None
         self._rec, self._used = model.recognizer(grammar, rate)
+        self._shift = offset - self._used          # Vosk's clock to ours
         self._vad = webrtcvad.Vad(vad_mode)
         self.endpointer = Endpointer(config or EndpointConfig(), no_input_timeout)
         self._buffer = b""
@@ -319,9 +340,11 @@ class Recognition:
         self.done = True
         last = json.loads(self._rec.FinalResult())
         segments = [*self._segments, last]
-        off = self._offset
-        words = tuple(WordTiming(w["word"], float(w.get("conf", 1.0)), round(float(w["start"]) + off, 2),
-                                 round(float(w["end"]) + off, 2))
+        off, shift = self._offset, self._shift
+        end = off + self.seconds                   # Vosk rounds to 30 ms frames: never past the audio
+        words = tuple(WordTiming(w["word"], float(w.get("conf", 1.0)),
+                                 round(min(max(float(w["start"]) + shift, off), end), 2),
+                                 round(min(max(float(w["end"]) + shift, off), end), 2))
                       for s in segments for w in s.get("result", []))
         text = " ".join(s.get("text", "") for s in segments if s.get("text")).strip()
         ep = self.endpointer
