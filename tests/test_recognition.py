@@ -151,6 +151,34 @@ def test_grammar_word_times_in_a_recording(ko):
         assert_words_inside(r, len(audio) / 8000)
 
 
+def test_streaming_times_count_from_the_start_of_the_call(speech_models):
+    """Every turn of a call reports times on the call's clock: the audio fed since the recogniser began."""
+    speech_models.get("ko").warm()
+    got, done = [], threading.Event()
+
+    def on_event(event):
+        got.append(event)
+        if sum(isinstance(e, Final) for e in got) == 3:
+            done.set()
+
+    rec = StreamingRecognizer(speech_models, "ko", on_event, max_backlog_seconds=None)
+    audio = spoken([0.5, 1.5, 1.5])
+    rec.feed(silence(0.4))                          # before any listen: not decoded, but the clock runs
+    rec.listen(())
+    for i in range(0, len(audio), 160):
+        rec.feed(audio[i:i + 160])
+    assert done.wait(60), got
+    rec.close()
+    total = 0.4 + len(audio) / 8000
+    finals = [e.result for e in got if isinstance(e, Final)]
+    starts = [e.at for e in got if isinstance(e, SpeechStarted)]
+    assert len({e.turn for e in got if isinstance(e, Final)}) == 3
+    for r in finals:
+        assert_words_inside(r, total)
+    assert [round(s, 1) for s in starts] == [round(r.speech_start, 1) for r in finals]
+    assert 0.8 <= starts[0] <= 1.1                  # 0.4 s before listening + the 0.5 s pause
+
+
 def test_phrases_with_unknown_words_are_dropped_and_none_left_means_free(ko):
     assert ko.grammar(["네", "맞습니다"]) == ["네"]          # 맞습니다 is not in this model's vocabulary
     assert ko.grammar(["맞습니다"]) is None
@@ -168,7 +196,8 @@ def test_two_calls_decode_at_once_on_their_own_threads(speech_models):
                 done[name].set()
         return on_event
 
-    calls = {k: StreamingRecognizer(speech_models, "ko", sink(k), name=k) for k in events}
+    # fed faster than real time, so without the one-second bound that would drop frames
+    calls = {k: StreamingRecognizer(speech_models, "ko", sink(k), name=k, max_backlog_seconds=None) for k in events}
     audio = {"a": silence(0.4) + korean("네") + silence(1.5),
              "b": silence(0.4) + korean("상담원 연결해 주세요") + silence(1.5)}
     for name, call in calls.items():
@@ -189,7 +218,7 @@ def test_two_calls_decode_at_once_on_their_own_threads(speech_models):
 
 def test_streaming_turn_is_replaced_by_the_next_listen(speech_models):
     got = []
-    rec = StreamingRecognizer(speech_models, "ko", got.append)
+    rec = StreamingRecognizer(speech_models, "ko", got.append, max_backlog_seconds=None)
     first = rec.listen(tuple(GRAMMAR))
     rec.feed(silence(0.2))
     second = rec.listen(tuple(GRAMMAR))
@@ -203,6 +232,83 @@ def test_streaming_turn_is_replaced_by_the_next_listen(speech_models):
     assert [type(e) for e in got] == [NoSpeech] and got[0].turn == second != first
 
 
+def holding():
+    """An on_event that holds the decode thread in its first event until ``gate`` is set."""
+    got, entered, gate = [], threading.Event(), threading.Event()
+
+    def on_event(event):
+        got.append(event)
+        entered.set()
+        gate.wait()
+    return on_event, got, entered, gate
+
+
+def asr_threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"asr-{name}" and t.is_alive()]
+
+
+def test_a_backlog_past_a_second_drops_frames_but_never_commands(speech_models):
+    on_event, got, entered, gate = holding()
+    rec = StreamingRecognizer(speech_models, "ko", on_event, name="backlog")
+    rec.listen((), no_input_timeout=0.02)           # no input after one frame: the thread then waits in on_event
+    assert rec.feed(silence(0.02)) and entered.wait(10)
+    fed = [rec.feed(silence(0.02)) for _ in range(60)]
+    assert fed == [True] * 50 + [False] * 10        # one second waits, the rest is dropped
+    assert rec.backlog_seconds == 1.0
+    rec.listen(tuple(GRAMMAR), no_input_timeout=5.0)
+    rec.cancel()
+    last = rec.listen(tuple(GRAMMAR), no_input_timeout=0.04)
+    gate.set()
+    deadline = time.monotonic() + 10
+    while rec.backlog_seconds and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.backlog_seconds == 0
+    while not (len(got) == 2 or time.monotonic() > deadline):
+        assert rec.feed(silence(0.02))              # taken again once the thread caught up
+        time.sleep(0.01)
+    rec.close()
+    assert [type(e) for e in got] == [NoSpeech, NoSpeech] and got[1].turn == last
+
+
+def test_close_discards_queued_audio_and_ends_the_thread(speech_models, monkeypatch):
+    decoded = []
+    accept = Recognition.accept
+    monkeypatch.setattr(Recognition, "accept", lambda self, pcm: decoded.append(len(pcm)) or accept(self, pcm))
+    on_event, got, entered, gate = holding()
+    rec = StreamingRecognizer(speech_models, "ko", on_event, name="hangup", max_backlog_seconds=None)
+    rec.listen((), no_input_timeout=0.02)
+    assert rec.feed(silence(0.02)) and entered.wait(10)
+    rec.listen(())                                  # a free turn that would decode all that follows
+    assert all(rec.feed(silence(0.02)) for _ in range(500))
+    assert rec.backlog_seconds == 10.0
+    rec.close(timeout=0)                            # the caller hangs up while the thread is busy
+    assert not rec.feed(silence(0.02))
+    gate.set()
+    rec.close()
+    assert not asr_threads("hangup")
+    assert decoded == [320]                         # the frame in hand when the call ended, nothing queued
+    assert [type(e) for e in got] == [NoSpeech]
+
+
+def test_close_from_on_event_on_the_decode_thread(speech_models):
+    got, closed = [], threading.Event()
+
+    def on_event(event):
+        got.append(event)
+        rec.close()                                 # must not wait for its own thread
+        closed.set()
+
+    rec = StreamingRecognizer(speech_models, "ko", on_event, name="inside", max_backlog_seconds=None)
+    rec.listen(tuple(GRAMMAR))
+    audio = silence(0.3) + korean("네") + silence(1.0)
+    for i in range(0, len(audio), 160):
+        rec.feed(audio[i:i + 160])
+    assert closed.wait(20)
+    rec.close()
+    assert not asr_threads("inside")
+    assert [type(e) for e in got] == [SpeechStarted]     # nothing after close: no final, no next turn
+
+
 def test_missing_model_names_the_command(tmp_path):
     models = SpeechModels(SpeechSettings(models_dir=tmp_path))
     with pytest.raises(ModelMissing, match="voicebot models install nl"):
@@ -211,9 +317,12 @@ def test_missing_model_names_the_command(tmp_path):
 
 def test_missing_model_reported_on_the_call_thread(tmp_path):
     got = []
-    rec = StreamingRecognizer(SpeechModels(SpeechSettings(models_dir=tmp_path)), "nl", got.append)
+    failed = threading.Event()
+    rec = StreamingRecognizer(SpeechModels(SpeechSettings(models_dir=tmp_path)), "nl",
+                              lambda e: (got.append(e), failed.set()))
     turn = rec.listen(("ja", "nee"))
     rec.feed(silence(0.1))
+    assert failed.wait(10)
     rec.close()
     assert [type(e) for e in got] == [RecognitionFailed] and got[0].turn == turn
     assert "voicebot models install nl" in got[0].error
