@@ -117,15 +117,15 @@ def ours(models: SpeechModels, ulaw: bytes, grammar: bool, realtime: bool = Fals
             finals.append(time.monotonic())
             holder[0].listen(phrases)
 
-    rec = StreamingRecognizer(models, "ko", on_event)
+    rec = StreamingRecognizer(models, "ko", on_event, max_backlog_seconds=None)  # measures the lag itself
     holder.append(rec)
     rec.listen(phrases)
     t0 = time.monotonic()
     for n, frame in paced(ulaw, realtime, t0):
         rec.feed(frame)
         if realtime and n % 25 == 0:
-            lags.append(rec.backlog * 0.02)
-    while rec.backlog:
+            lags.append(rec.backlog_seconds)
+    while rec.backlog_seconds:
         time.sleep(0.002)
     rec.close()
     end_delays = []

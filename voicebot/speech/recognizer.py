@@ -17,7 +17,8 @@ What shaped this module (measured with vosk 0.3.45, see the README's speech sect
   ends from webrtcvad's per-frame decision; Vosk's segment results are kept and joined.
 - ``AcceptWaveform`` releases the GIL (cffi), so decoding runs on threads: ``StreamingRecognizer``
   gives each call one decode thread, fed through a queue by the socket's thread, so a slow decode
-  never stalls the audio of any call.
+  never stalls the audio of any call. That queue holds at most about a second of audio: a call
+  that cannot be decoded in time goes on by keypad instead of answering later and later.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import Any, Callable
 import webrtcvad
 
 from voicebot.config import SpeechSettings
-from voicebot.dialog.events import Utterance, Word
 from voicebot.errors import VoicebotError
 from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm
 from voicebot.speech.endpoint import ENDED, NO_INPUT, STARTED, TOO_LONG, EndpointConfig, Endpointer
@@ -48,6 +48,7 @@ FRAME_PCM_BYTES = 320              # 20 ms of 16-bit PCM at 8 kHz
 PARTIAL_EVERY_FRAMES = 5           # Vosk's partial changes about every 0.24 s; asking each 100 ms is enough
 RETIRE_AFTER_SECONDS = 600.0       # a free recogniser's memory grows with audio decoded and never shrinks
 POOL_SIZE = 8
+MAX_BACKLOG_SECONDS = 1.0          # audio waiting undecoded before a call stops taking more (goes to the keypad)
 UNKNOWN_TOKENS = ("[unk]", "<UNK>")
 
 
@@ -63,7 +64,12 @@ class WordTiming:
 
 @dataclass(frozen=True)
 class Recognized:
-    """One utterance. ``reason``: ended (our endpointer), too_long, or flush (audio ran out)."""
+    """One utterance. ``reason``: ended (our endpointer), too_long, or flush (audio ran out).
+
+    Every time (word start and end, speech_start, speech_end) is in seconds from the start of the
+    recording or call. This is the recogniser's own result type: ``speech/`` knows nothing of the
+    dialog, and the telephony adapter turns it into the dialog's event.
+    """
 
     text: str
     words: tuple[WordTiming, ...]
@@ -75,11 +81,6 @@ class Recognized:
     @property
     def confidence(self) -> float:
         return sum(w.confidence for w in self.words) / len(self.words) if self.words else 0.0
-
-    def utterance(self) -> Utterance:
-        """The dialog engine's event for this result."""
-        return Utterance(text=self.text, confidence=self.confidence,
-                         words=tuple(Word(w.word, w.confidence) for w in self.words), grammar=self.grammar)
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "confidence": round(self.confidence, 3), "grammar": self.grammar,
@@ -191,10 +192,17 @@ class LoadedModel:
         return rec, used
 
     def release(self, rec: Any, grammar: bool, seconds: float, rate: int = PHONE_RATE) -> None:
-        """Return a free-form recogniser to the pool, reset; retire it once it has decoded a lot."""
+        """Return a free-form recogniser to the pool, reset; retire it once it has decoded a lot.
+
+        ``seconds``: all the audio it has decoded since it was made, which is where Vosk's clock for
+        its next words starts (see ``Recognition``). ``FinalResult()`` comes first because vosk
+        0.3.45's ``Reset()`` alone keeps its feature pipeline: the last frames of a cancelled turn
+        were then decoded into the next caller's first words. A second ``FinalResult()`` is a no-op.
+        """
         if grammar or rate != PHONE_RATE:
             return
         if seconds < RETIRE_AFTER_SECONDS:
+            rec.FinalResult()
             rec.Reset()
             with self._lock:
                 if len(self._pool) < POOL_SIZE:
@@ -250,7 +258,20 @@ class SpeechModels:
 # -- one turn ------------------------------------------------------------------------------------------
 
 class Recognition:
-    """One listening turn, fed 16-bit 8 kHz PCM; single-threaded (``StreamingRecognizer`` adds the thread)."""
+    """One listening turn, fed 16-bit 8 kHz PCM; single-threaded (``StreamingRecognizer`` adds the thread).
+
+    ``offset``: where this turn's first sample lies on the recording's or call's clock; every time
+    in the result and in ``SpeechStarted`` is on that clock.
+
+    Vosk's word times are not: vosk 0.3.45 stamps a word ``samples_round_start / rate + frame *
+    0.03``, and ``samples_round_start`` is every sample the recogniser has taken since it was made.
+    Neither ``Reset()`` nor a segment result (``AcceptWaveform`` True) nor ``FinalResult()`` sets it
+    back (measured: the same 5.4 s recording, fed again after ``FinalResult()`` and ``Reset()``, had
+    its words 5.4 s later, and 10.8 s later the third time). So a pooled recogniser's times are
+    shifted by all the audio it decoded before this turn (``used``, which the pool keeps for
+    retiring it anyway); that is taken off here. Within a turn Vosk's clock runs on across its
+    segments, so nothing else is needed. A fresh or grammar recogniser starts at 0.
+    """
 
     def __init__(self, model: LoadedModel, phrases: tuple[str, ...] | list[str] = (), *,
                  config: EndpointConfig | None = None, no_input_timeout: float | None = None,
@@ -262,6 +283,7 @@ class Recognition:
         grammar = model.grammar(tuple(phrases))
         self.grammar = grammar is not None
         self._rec, self._used = model.recognizer(grammar, rate)
+        self._shift = offset - self._used          # Vosk's clock to ours
         self._vad = webrtcvad.Vad(vad_mode)
         self.endpointer = Endpointer(config or EndpointConfig(), no_input_timeout)
         self._buffer = b""
@@ -320,9 +342,11 @@ class Recognition:
         self.done = True
         last = json.loads(self._rec.FinalResult())
         segments = [*self._segments, last]
-        off = self._offset
-        words = tuple(WordTiming(w["word"], float(w.get("conf", 1.0)), round(float(w["start"]) + off, 2),
-                                 round(float(w["end"]) + off, 2))
+        off, shift = self._offset, self._shift
+        end = off + self.seconds                   # Vosk rounds to 30 ms frames: never past the audio
+        words = tuple(WordTiming(w["word"], float(w.get("conf", 1.0)),
+                                 round(min(max(float(w["start"]) + shift, off), end), 2),
+                                 round(min(max(float(w["end"]) + shift, off), end), 2))
                       for s in segments for w in s.get("result", []))
         text = " ".join(s.get("text", "") for s in segments if s.get("text")).strip()
         ep = self.endpointer
@@ -379,20 +403,37 @@ class StreamingRecognizer:
     Commands and audio go through one queue, so they happen in the order they were given. Events
     (``SpeechEvent`` with the turn number) go to ``on_event`` on the decode thread; a turn that
     ends or is cancelled sends nothing more. After a final result the recogniser keeps listening
-    in a new turn with the same phrases (no no-input clock), so audio that arrives while the
+    in a new turn with the same phrases (no no-input clock), so audio that arrived while the
     dialog decides is not lost and a caller who talks over the next prompt is heard at once.
+
+    Times in events are seconds of audio fed since the recogniser was made (the call's clock),
+    whether a turn was listening or not; frames ``feed`` dropped are not on that clock.
+
+    The queue is bounded in audio, not in items: once ``max_backlog_seconds`` of audio waits
+    undecoded (the machine cannot keep up), ``feed`` drops the frame and returns False, and
+    the caller goes on without speech (the keypad) rather than answering later and later. Commands
+    are never dropped. The bound is two counters, each written by one thread only (``feed``'s
+    thread and the decode thread), so the per-frame path takes no lock. ``close`` (a hang-up)
+    stops decoding at once: audio still queued is discarded, not decoded.
     """
 
     _ids = itertools.count(1)
 
     def __init__(self, models: SpeechModels, language: str, on_event: Callable[[SpeechEvent], None], *,
-                 vad_mode: int | None = None, name: str = "call"):
+                 vad_mode: int | None = None, name: str = "call",
+                 max_backlog_seconds: float | None = MAX_BACKLOG_SECONDS):
         self._models = models
         self._language = language
         self._on_event = on_event
         self._vad_mode = models.speech.vad_aggressiveness if vad_mode is None else vad_mode
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._turn: _Turn | None = None
+        # mu-law bytes (one a sample): queued by feed / taken by the decode thread; one writer each
+        self._fed = 0
+        self._taken = 0
+        self._max_backlog = (int(max_backlog_seconds * PHONE_RATE) if max_backlog_seconds is not None
+                             else None)
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"asr-{name}", daemon=True)
         self._thread.start()
 
@@ -405,28 +446,41 @@ class StreamingRecognizer:
     def arm(self, timeout: float) -> None:
         self._queue.put(("arm", timeout))
 
-    def feed(self, ulaw: bytes) -> None:
+    def feed(self, ulaw: bytes) -> bool:
+        """Queue a frame of the caller's mu-law audio (call from one thread).
+
+        False: the frame was dropped, because ``max_backlog_seconds`` of audio is already waiting to
+        be decoded or the recogniser is closed; the call should go on by keypad.
+        """
+        if self._closed or (self._max_backlog is not None and self._fed - self._taken >= self._max_backlog):
+            return False
+        self._fed += len(ulaw)
         self._queue.put(("audio", (ulaw, time.monotonic())))
+        return True
 
     def cancel(self) -> None:
         self._queue.put(("cancel", None))
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop at once: queued audio is discarded, no event follows. Safe from ``on_event`` (no wait then)."""
+        self._closed = True
         self._queue.put(("close", None))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
+    def backlog_seconds(self) -> float:
+        """Audio fed but not yet taken by the decode thread."""
+        return max(0, self._fed - self._taken) / PHONE_RATE
 
     def _run(self) -> None:
+        get = self._queue.get
         while True:
-            command, arg = self._queue.get()
+            command, arg = get()
+            if self._closed:
+                self._end_turn()
+                return
             try:
-                if command == "close":
-                    self._end_turn()
-                    return
                 self._handle(command, arg)
             except Exception as exc:  # a broken recogniser or a missing model must not kill the call's thread
                 log.error("recognition failed: %s", exc, exc_info=not isinstance(exc, VoicebotError))
@@ -436,21 +490,12 @@ class StreamingRecognizer:
                     self._emit(RecognitionFailed(str(exc) or type(exc).__name__), turn)
 
     def _handle(self, command: str, arg: Any) -> None:
-        if command == "listen":
-            self._end_turn()
-            model = self._models.get(self._language)
-            arg.recognition = Recognition(model, arg.phrases, config=self._models.endpoint_config(),
-                                          no_input_timeout=arg.no_input_timeout, vad_mode=self._vad_mode)
-            self._turn = arg
-        elif command == "arm" and self._turn and self._turn.recognition:
-            self._turn.recognition.arm(arg)
-        elif command == "cancel":
-            self._end_turn()
-        elif command == "audio":
+        if command == "audio":
+            ulaw, arrived = arg
+            self._taken += len(ulaw)
             turn = self._turn
             if turn is None or turn.recognition is None:
                 return
-            ulaw, arrived = arg
             events = turn.recognition.accept(ulaw_to_pcm(ulaw))
             for event in events:
                 if isinstance(event, Final):
@@ -458,11 +503,23 @@ class StreamingRecognizer:
                 self._emit(event, turn)
             if turn.recognition.done and self._turn is turn:
                 self._end_turn()
-                if any(isinstance(e, Final) for e in events):
+                if not self._closed and any(isinstance(e, Final) for e in events):
                     self._handle("listen", _Turn(next(self._ids), turn.phrases, None))
+        elif command == "listen":
+            self._end_turn()
+            model = self._models.get(self._language)
+            arg.recognition = Recognition(model, arg.phrases, config=self._models.endpoint_config(),
+                                          no_input_timeout=arg.no_input_timeout, vad_mode=self._vad_mode,
+                                          offset=self._taken / PHONE_RATE)
+            self._turn = arg
+        elif command == "arm" and self._turn and self._turn.recognition:
+            self._turn.recognition.arm(arg)
+        elif command == "cancel":
+            self._end_turn()
 
     def _emit(self, event: SpeechEvent, turn: _Turn) -> None:
-        self._on_event(type(event)(**{**event.__dict__, "turn": turn.id}))
+        if not self._closed:
+            self._on_event(type(event)(**{**event.__dict__, "turn": turn.id}))
 
     def _end_turn(self) -> None:
         if self._turn is not None and self._turn.recognition is not None:
