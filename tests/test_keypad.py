@@ -421,3 +421,15 @@ def test_utterance_event_still_understood_on_a_keypad_call():
     s = keys_call()
     s.send(Utterance("ik heb een storing"))
     assert s.state.intent == "storing"
+
+
+def test_static_texts_cover_what_a_keypad_call_hears_without_slot_values():
+    static = {text for text, _ in keypad.static_texts(ENERGIE)}
+    s, actions = run_keys(ENERGIE, ["1", "1234567", "1", "1234", "1", "12345", "1", "1", "5"])
+    with_values = ("1 2 3", "12345", "Dank u wel")   # read-backs and texts with slot values or the goodbye
+    fixed = [t for t in texts(actions) if not any(v in t for v in with_values)]
+    assert len(fixed) >= 8
+    assert [t for t in fixed if t not in static] == []
+    again, _ = run_keys(ENERGIE, ["1", "1234567", "1"])
+    assert again.state.step == "meter_postcode"
+    assert said(again.keys("12")) in static                 # a wrong entry asked again
