@@ -330,6 +330,17 @@ def test_keypad_state_round_trips_and_old_states_load():
     assert CallState.from_dict(old).keypad_only is False
 
 
+def test_resuming_without_speech_switches_a_spoken_call_to_keys():
+    s = Simulation(ENERGIE, at=WEEKDAY)
+    s.say("ik wil mijn meterstand doorgeven")
+    engine = DialogEngine(ENERGIE)
+    state = CallState.from_dict(s.state.to_dict())
+    actions = engine.resume(state, speech=False)
+    assert texts(actions)[0] == ENERGIE.msg("speech_unavailable") and "Toets de cijfers in" in said(actions)
+    assert state.keypad_only and listen(actions).speech is False
+    assert engine.resume(CallState.from_dict(state.to_dict()), speech=False)[0].text != texts(actions)[0]
+
+
 def test_resuming_a_keypad_call_asks_for_keys():
     s = keys_call(ENERGIE)
     s.keys("1")

@@ -74,10 +74,14 @@ class DialogEngine:
         state = self.new_state(event)
         return state, self._enter(state, self.spec.start, notice=state.keypad_only)
 
-    def resume(self, state: CallState) -> list[Action]:
-        """Pick up an interrupted call where it was: the current step is asked again from its start."""
+    def resume(self, state: CallState, *, speech: bool = True) -> list[Action]:
+        """Pick up an interrupted call where it was: the current step is asked again from its start.
+        ``speech=False`` (the new stream has no recognition): on a call that had speech, the keypad
+        notice and the current question by keys, as for ``SpeechUnavailable``."""
         if state.ended or not state.step:
             return []
+        if not speech and not state.keypad_only:
+            return self._on_speech_lost(state, SpeechUnavailable("no speech after resuming"))
         return self._enter(state, state.step)
 
     def handle(self, state: CallState, event: Event) -> list[Action]:
