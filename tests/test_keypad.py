@@ -444,3 +444,16 @@ def test_static_texts_cover_what_a_keypad_call_hears_without_slot_values():
     again, _ = run_keys(ENERGIE, ["1", "1234567", "1"])
     assert again.state.step == "meter_postcode"
     assert said(again.keys("12")) in static                 # a wrong entry asked again
+
+
+def test_text_chat_can_simulate_a_keypad_call():
+    import io
+
+    from voicebot.simulator import chat
+
+    lines = iter(["ik wil mijn meterstand doorgeven", "#1", "#0"])
+    out = io.StringIO()
+    state = chat(MINI, caller="+31612345678", at=WEEKDAY, read=lambda _: next(lines), out=out, keypad=True)
+    text = out.getvalue()
+    assert "Keypad call" in text and NOTICE_NL in text and "type keys" in text
+    assert state.intent == "meterstand" and state.outcome == "transfer" and state.reason == "explicit_request"
