@@ -457,3 +457,10 @@ def test_text_chat_can_simulate_a_keypad_call():
     text = out.getvalue()
     assert "Keypad call" in text and NOTICE_NL in text and "type keys" in text
     assert state.intent == "meterstand" and state.outcome == "transfer" and state.reason == "explicit_request"
+
+
+def test_a_state_never_started_answers_nothing_but_a_failure():
+    engine = DialogEngine(MINI)
+    state = engine.new_state(CallStarted(call_id="c4", at=WEEKDAY))
+    assert engine.handle(state, Utterance("meterstand")) == [] and not state.ended
+    assert transfer(engine.handle(state, SystemFailure())).reason == "error"

@@ -18,9 +18,9 @@ import hashlib
 import hmac
 from typing import Any, Callable
 
+from voicebot.dialog import keypad
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.context import build_context, caller_summary
-from voicebot.dialog import keypad
 from voicebot.dialog.events import (
     CallEnded, CallStarted, Digits, Event, NoInput, SpeechUnavailable, SystemFailure, Utterance,
 )
@@ -96,6 +96,8 @@ class DialogEngine:
         if isinstance(event, CallEnded):
             state.ended, state.outcome, state.reason = True, "caller_hangup", event.reason
             state.failures.append({"step": state.step, "kind": "hangup"})
+            return []
+        if state.step is None:       # a state from new_state() that was never started: nothing to answer
             return []
         step = self.spec.steps[state.step]
         self._log_caller(state, step, event)
