@@ -3,6 +3,11 @@
 Typed text stands in for recognised speech (confidence 1.0 unless a scenario says otherwise),
 ``#123`` for keys and an empty line for silence. The same engine runs as on a real call, so what
 passes here behaves the same on the phone.
+
+A call without speech recognition is simulated with ``speech=False`` (``chat(keypad=True)``, or
+``speech: false`` in a scenario file or scenario): the engine runs it by keypad, as on a phone
+line without a speech model. Scenario turns may also send ``speech_unavailable`` (recognition
+failing mid-call) and ``failure`` (something on our side breaking).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import yaml
 
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.engine import DialogEngine
-from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInput, Utterance
+from voicebot.dialog.events import (
+    CallEnded, CallStarted, Digits, Event, NoInput, SpeechUnavailable, SystemFailure, Utterance,
+)
 from voicebot.dialog.state import CallState
 from voicebot.errors import ScenarioError
 from voicebot.flow import Flow
@@ -28,11 +35,11 @@ class Simulation:
     """One simulated call: feed it events, read back actions and state."""
 
     def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
-                 max_turns: int = 40, call_id: str = "SIM-1"):
+                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True):
         self.flow = flow
         self.engine = DialogEngine(flow, max_turns=max_turns)
         start = CallStarted(call_id=call_id, caller=caller, called="+31850000000",
-                            at=at or dt.datetime.now().replace(microsecond=0).isoformat())
+                            at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech)
         self.state: CallState
         self.state, self.opening = self.engine.start(start)
         self.transfer: Transfer | None = next((a for a in self.opening if isinstance(a, Transfer)), None)
@@ -91,11 +98,17 @@ def render_actions(actions: list[Action], out: TextIO) -> None:
             out.write(f"     [hang up: {action.reason}]\n")
 
 
-def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO) -> CallState:
-    """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call."""
-    sim = Simulation(flow, caller=caller, at=at)
-    out.write(f"Text call on flow '{flow.id}' ({flow.language}). Type what the caller says; "
-              "#1234 for keys, an empty line for silence, Ctrl-D to hang up.\n")
+def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO,
+         keypad: bool = False) -> CallState:
+    """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call.
+    ``keypad``: the call has no speech recognition, so only keys (and silence) reach the engine."""
+    sim = Simulation(flow, caller=caller, at=at, speech=not keypad)
+    if keypad:
+        out.write(f"Keypad call on flow '{flow.id}' ({flow.language}), as without speech recognition. "
+                  "Type #1234 for keys, an empty line for silence, Ctrl-D to hang up.\n")
+    else:
+        out.write(f"Text call on flow '{flow.id}' ({flow.language}). Type what the caller says; "
+                  "#1234 for keys, an empty line for silence, Ctrl-D to hang up.\n")
     render_actions(sim.opening, out)
     while not sim.ended:
         try:
@@ -104,7 +117,11 @@ def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str],
             sim.send(CallEnded("hangup"))
             out.write("     [caller hung up]\n")
             break
-        actions = sim.send(parse_line(line))
+        event = parse_line(line)
+        if keypad and isinstance(event, Utterance):
+            out.write("     [no speech recognition on this call: type keys, e.g. #1]\n")
+            continue
+        actions = sim.send(event)
         if sim.last_nlu:
             alts = ", ".join(f"{a['intent']} {a['confidence']:.2f}" for a in sim.last_nlu["alternatives"])
             out.write(f"     [intent: {sim.last_nlu['intent']} {sim.last_nlu['confidence']:.2f}; "
@@ -115,9 +132,10 @@ def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str],
 
 # -- scenarios -------------------------------------------------------------------------------------
 
-TURN_KEYS = {"say", "dtmf", "silence", "confidence", "expect", "hangup"}
+TURN_KEYS = {"say", "dtmf", "silence", "confidence", "expect", "hangup", "speech_unavailable", "failure"}
+INPUT_KEYS = ("say", "dtmf", "silence", "hangup", "speech_unavailable", "failure")
 EXPECT_KEYS = {"intent", "slots", "prompt_contains", "prompt_not_contains", "transfer", "queue", "hangup",
-               "step", "feedback", "sms", "context"}
+               "step", "feedback", "sms", "context", "speech"}
 
 
 @dataclass
@@ -132,7 +150,10 @@ class ScenarioResult:
 
 
 def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns."""
+    """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns.
+
+    ``speech: false`` (on the file, as a default, or on one scenario) runs the call without speech
+    recognition, by keypad."""
     path = Path(path)
     try:
         # The flows' YAML 1.2 reading, so a caller who says `yes` is the text "yes", not True.
@@ -151,9 +172,15 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
     if "flow" in defaults:
         defaults["flow"] = str((path.parent / defaults["flow"]).resolve()) if not Path(defaults["flow"]).is_absolute() \
             else defaults["flow"]
+    if "speech" in data and not isinstance(data["speech"], bool):
+        raise ScenarioError(f"{path}: 'speech' must be true or false")
     for i, scenario in enumerate(scenarios):
         if not isinstance(scenario, dict) or not isinstance(scenario.get("turns"), list):
             raise ScenarioError(f"{path}: scenario {i + 1} needs 'turns' (a list)")
+        if "speech" in scenario and not isinstance(scenario["speech"], bool):
+            raise ScenarioError(f"{path}: scenario '{scenario.get('name', i + 1)}': 'speech' must be true or false")
+        if "speech" in data:
+            scenario.setdefault("speech", data["speech"])
         for j, turn in enumerate(scenario["turns"]):
             where = f"{path}: scenario '{scenario.get('name', i + 1)}', turn {j + 1}"
             if not isinstance(turn, dict):
@@ -161,9 +188,9 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
             unknown = set(turn) - TURN_KEYS
             if unknown:
                 raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}; use {sorted(TURN_KEYS)}")
-            inputs = [k for k in ("say", "dtmf", "silence", "hangup") if k in turn]
+            inputs = [k for k in INPUT_KEYS if k in turn]
             if len(inputs) > 1:
-                raise ScenarioError(f"{where}: one of say/dtmf/silence/hangup per turn")
+                raise ScenarioError(f"{where}: one of {'/'.join(INPUT_KEYS)} per turn")
             unknown = set(turn.get("expect") or {}) - EXPECT_KEYS
             if unknown:
                 raise ScenarioError(f"{where}: unknown expectations {sorted(unknown)}; use {sorted(EXPECT_KEYS)}")
@@ -173,11 +200,12 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
 def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+31612345678",
                  at: str | None = None) -> ScenarioResult:
     result = ScenarioResult(name=str(scenario.get("name", "scenario")))
-    sim = Simulation(flow, caller=str(scenario.get("caller", caller)), at=scenario.get("at", at))
+    sim = Simulation(flow, caller=str(scenario.get("caller", caller)), at=scenario.get("at", at),
+                     speech=scenario.get("speech", True) is not False)
     actions = sim.opening
     first = True
     for n, turn in enumerate(scenario["turns"], start=1):
-        if not first or any(k in turn for k in ("say", "dtmf", "silence", "hangup")):
+        if not first or any(k in turn for k in INPUT_KEYS):
             if sim.ended:
                 result.failures.append(f"turn {n}: the call already ended")
                 break
@@ -192,6 +220,14 @@ def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+316123
                 actions = sim.silence()
             elif "hangup" in turn:
                 actions = sim.send(CallEnded("hangup"))
+            elif "speech_unavailable" in turn:
+                result.transcript.append("(speech recognition stops)")
+                reason = turn["speech_unavailable"]
+                actions = sim.send(SpeechUnavailable(reason if isinstance(reason, str) else ""))
+            elif "failure" in turn:
+                result.transcript.append("(failure on our side)")
+                what = turn["failure"]
+                actions = sim.send(SystemFailure(what if isinstance(what, str) else ""))
         first = False
         result.transcript.extend(f"bot: {a.text}" for a in actions if isinstance(a, Say))
         result.failures.extend(f"turn {n}: {f}" for f in _check(sim, actions, turn.get("expect") or {}))
@@ -203,6 +239,7 @@ def _check(sim: Simulation, actions: list[Action], expect: dict[str, Any]) -> li
     failures: list[str] = []
     transfer = next((a for a in actions if isinstance(a, Transfer)), None)
     hangup = next((a for a in actions if isinstance(a, Hangup)), None)
+    listen = next((a for a in reversed(actions) if isinstance(a, Listen)), None)
     sms = [a for a in actions if isinstance(a, SendSms)]
     state = sim.state
     for key, want in expect.items():
@@ -230,6 +267,8 @@ def _check(sim: Simulation, actions: list[Action], expect: dict[str, Any]) -> li
             failures.append("expected a hang-up" if want else f"unexpected hang-up ({hangup.reason})")
         elif key == "step" and state.step != want:
             failures.append(f"step is {state.step!r}, expected {want!r}")
+        elif key == "speech" and (listen is None or listen.speech != want):
+            failures.append(f"listening with speech {listen.speech if listen else None!r}, expected {want!r}")
         elif key == "feedback" and state.feedback != want:
             failures.append(f"feedback is {state.feedback!r}, expected {want!r}")
         elif key == "sms":

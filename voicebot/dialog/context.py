@@ -4,12 +4,17 @@ The agent must never ask the caller to repeat themselves, so the context carries
 value given, why the call was handed over, a one-line summary and the transcript. Secret values
 appear only as "provided" (their salted hash stays in the call state); the transcript is already
 masked when it is written.
+
+A postcode keyed in on a call without speech holds only its four digits: the summary says so and
+``partial_slots`` names it, so the agent asks for the letters instead of trusting a half address.
+``keypad_only`` tells the agent the caller could not be understood by speech.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from voicebot.dialog.keypad import is_partial_postcode
 from voicebot.dialog.present import masked, spoken
 from voicebot.dialog.state import CallState
 from voicebot.flow import Flow
@@ -32,6 +37,8 @@ def _details(state: CallState, flow: Flow, mask: bool) -> str:
         kind = types.get(name, "text")
         if kind in ("yes_no", "choice", "date"):
             return spoken(value, kind, flow.language, flow.messages)
+        if kind == "postcode" and is_partial_postcode(value) and not mask:
+            return flow.msg("postcode_digits_only", digits=value)
         return masked(value, kind) if mask else str(value)
 
     parts = [f"{name.replace('_', ' ')} {shown(name, value)}" for name, value in state.slots.items()]
@@ -51,6 +58,13 @@ def caller_summary(state: CallState, flow: Flow) -> str:
     return " ".join(p for p in (_topic(state, flow), _details(state, flow, mask=True)) if p)
 
 
+def partial_slots(state: CallState, flow: Flow) -> list[str]:
+    """Slots whose value is known only in part (a postcode keyed in as its four digits)."""
+    types = _slot_types(flow)
+    return sorted(name for name, value in state.slots.items()
+                  if types.get(name) == "postcode" and is_partial_postcode(value))
+
+
 def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, after_hours: bool = False) -> dict[str, Any]:
     intent = None
     if state.intent:
@@ -68,6 +82,8 @@ def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, afte
         "after_hours": after_hours,
         "intent": intent,
         "slots": dict(state.slots),
+        "partial_slots": partial_slots(state, flow),
+        "keypad_only": state.keypad_only,
         "secrets_provided": sorted(state.secrets),
         "identity": {"verified": False},
         "step": state.step,

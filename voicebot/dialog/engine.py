@@ -4,6 +4,11 @@ The rules no flow can forget live here, not in the flows: the transfer words and
 person from any step; a middling answer is confirmed; a miss is asked again once, more
 specifically, and then handed to a person; two silences hand over too; and a call can never loop
 forever (``max_turns``, ``max_total_misses``). Each step type has a handler registered by name.
+
+Only the engine decides what the caller hears and only the engine builds a handoff context, also
+when the call's own machinery fails: a call without speech recognition goes on by keypad
+(``CallStarted(speech=False)``, ``SpeechUnavailable``; the rules are in ``keypad.py``), and a
+``SystemFailure`` hands the call to a person with everything known so far.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import hashlib
 import hmac
 from typing import Any, Callable
 
+from voicebot.dialog import keypad
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.context import build_context, caller_summary
-from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, NoInput, Utterance
+from voicebot.dialog.events import (
+    CallEnded, CallStarted, Digits, Event, NoInput, SpeechUnavailable, SystemFailure, Utterance,
+)
 from voicebot.dialog.hours import is_open
 from voicebot.dialog.present import masked, spoken, to_json
 from voicebot.dialog.state import CallState
@@ -24,7 +32,7 @@ from voicebot.flow import Flow
 from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep
 from voicebot.nlu.lexicon import NO, YES
 from voicebot.nlu.normalize import contains_phrase
-from voicebot.nlu.slots import parse_date, parse_score, parse_slot, parse_yes_no
+from voicebot.nlu.slots import parse_score, parse_slot, parse_yes_no
 
 MAX_CHAINED_STEPS = 100
 
@@ -51,26 +59,45 @@ class DialogEngine:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def start(self, event: CallStarted) -> tuple[CallState, list[Action]]:
-        state = CallState(
+    def new_state(self, event: CallStarted) -> CallState:
+        """A fresh call's state, before anything is said (``keypad_only`` when it has no speech)."""
+        return CallState(
             call_id=event.call_id, flow=self.flow.id, language=self.flow.language,
             caller=event.caller, called=event.called,
             started_at=event.at or dt.datetime.now().replace(microsecond=0).isoformat(),
+            keypad_only=not event.speech,
         )
-        return state, self._enter(state, self.spec.start)
 
-    def resume(self, state: CallState) -> list[Action]:
-        """Pick up an interrupted call where it was: the current step is asked again from its start."""
+    def start(self, event: CallStarted) -> tuple[CallState, list[Action]]:
+        """The state and the opening turn. Without speech the caller hears the flow's
+        ``speech_unavailable`` notice once, after the opening ``say`` steps, before the first question."""
+        state = self.new_state(event)
+        return state, self._enter(state, self.spec.start, notice=state.keypad_only)
+
+    def resume(self, state: CallState, *, speech: bool = True) -> list[Action]:
+        """Pick up an interrupted call where it was: the current step is asked again from its start.
+        ``speech=False`` (the new stream has no recognition): on a call that had speech, the keypad
+        notice and the current question by keys, as for ``SpeechUnavailable``."""
         if state.ended or not state.step:
             return []
+        if not speech and not state.keypad_only:
+            return self._on_speech_lost(state, SpeechUnavailable("no speech after resuming"))
         return self._enter(state, state.step)
 
     def handle(self, state: CallState, event: Event) -> list[Action]:
+        """The next turn. Nothing (``[]``) for an ended call, a ``CallStarted`` (use ``start``), and a
+        ``SpeechUnavailable`` when the call already runs by keypad: keep listening as before."""
         if state.ended or isinstance(event, CallStarted):
             return []
+        if isinstance(event, SystemFailure):
+            return self._on_failure(state, event)
+        if isinstance(event, SpeechUnavailable):
+            return self._on_speech_lost(state, event)
         if isinstance(event, CallEnded):
             state.ended, state.outcome, state.reason = True, "caller_hangup", event.reason
             state.failures.append({"step": state.step, "kind": "hangup"})
+            return []
+        if state.step is None:       # a state from new_state() that was never started: nothing to answer
             return []
         step = self.spec.steps[state.step]
         self._log_caller(state, step, event)
@@ -88,11 +115,14 @@ class DialogEngine:
 
     # -- moving through the flow ----------------------------------------------------------------
 
-    def _enter(self, state: CallState, step_id: str) -> list[Action]:
+    def _enter(self, state: CallState, step_id: str, *, notice: bool = False) -> list[Action]:
+        """Run steps from ``step_id`` up to the next question (or the end). ``notice``: say the
+        keypad notice just before that question."""
         actions: list[Action] = []
         for _ in range(MAX_CHAINED_STEPS):
             step = self.spec.steps[step_id]
             state.step, state.misses, state.no_inputs, state.pending = step_id, 0, 0, None
+            state.keys_menu = False
             state.visited.append(step_id)
             kind = step.type
             if kind == "hours":
@@ -118,9 +148,12 @@ class DialogEngine:
                     actions.append(self._say(state, self.flow.msg("goodbye"), step))
                 return actions + self._hang_up(state, "completed")
             else:  # a listening step: ask and wait
-                actions.append(self._prompt(state, step_id, step))
-                actions.append(self._listen(state, step))
-                return actions
+                if state.keypad_only and not keypad.keyable(step):
+                    state.failures.append({"step": step_id, "kind": "needs_speech"})
+                    return actions + self._transfer(state, "no_speech")
+                if notice:
+                    actions.append(self._say(state, self.flow.msg("speech_unavailable"), step))
+                return actions + self._ask(state, step_id, step)
         raise RuntimeError(f"flow {self.flow.id}: more than {MAX_CHAINED_STEPS} steps without listening")
 
     def _advance(self, state: CallState, step: Any, answer: Any = None) -> list[Action]:
@@ -132,6 +165,8 @@ class DialogEngine:
     # -- step handlers --------------------------------------------------------------------------
 
     def _on_route(self, state: CallState, step: RouteStep, event: Event) -> list[Action]:
+        if isinstance(event, Digits):
+            return self._on_route_keys(state, step, event.digits)
         if not isinstance(event, Utterance) or self.flow.classifier is None or unknown_ratio(event) >= 0.5:
             return self._miss(state, step, "not_understood")
         result = self.flow.classifier.classify(event.text)
@@ -148,6 +183,17 @@ class DialogEngine:
                              "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
         return self._miss(state, step, "low_confidence", detail={**result.to_dict(), **verdict.signals})
+
+    def _on_route_keys(self, state: CallState, step: RouteStep, keys: str) -> list[Action]:
+        """Keys at a route step: the numbered menu picks a route. Keys at the open question (speech
+        available) are no miss: the caller hears the menu, and the step stays in keys from then on."""
+        if not (state.keypad_only or state.keys_menu):
+            state.keys_menu = True
+            return [self._say(state, keypad.menu_text(self.flow, step), step), self._listen(state, step)]
+        intent = keypad.route_for_key(self.flow, step, keys)
+        if intent is None:
+            return self._miss(state, step, "invalid_key", prefix=self.flow.msg("invalid_key"))
+        return self._take_intent(state, step, intent, 1.0)
 
     def _take_intent(self, state: CallState, step: RouteStep, intent: str, score: float) -> list[Action]:
         state.intent, state.intent_confidence = intent, round(score, 3)
@@ -168,6 +214,8 @@ class DialogEngine:
             shown = spoken(value, step.slot_type, self.flow.language, self.flow.messages)
             template = step.confirm or self.flow.messages["confirm_value"]
             question = self._render(state, template, {"value": shown, step.slot: shown})
+            if state.keypad_only:
+                question = f"{question} {self.flow.msg('keys_yes_no')}"
             state.pending = {"kind": "slot", "value": to_json(value), "score": score, "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
         return self._miss(state, step, "low_confidence")
@@ -209,7 +257,10 @@ class DialogEngine:
                 return self._goodbye(state, step)
             state.misses += 1
             state.failures.append({"step": state.step, "kind": "not_understood"})
-            text = f"{self.flow.msg('not_understood')} {self.flow.msg('hint_score')}"
+            if state.keypad_only:
+                text = f"{self.flow.msg('invalid_key')} {self.flow.msg('keys_score')}"
+            else:
+                text = f"{self.flow.msg('not_understood')} {self.flow.msg('hint_score')}"
             return [self._say(state, text, step), self._listen(state, step)]
         state.feedback = score
         return self._goodbye(state, step)
@@ -249,7 +300,12 @@ class DialogEngine:
         return [self._say(state, text, step), self._listen(state, step)]
 
     def _reprompt(self, state: CallState, step: Any) -> str:
-        """The more specific second question: the step's reprompt, else the question plus a hint."""
+        """The more specific second question: the step's reprompt, else the question plus a hint.
+        By keys: the menu of a route step, else the keypad question plus what to press."""
+        if self._by_keys(state, step):
+            if isinstance(step, RouteStep):
+                return keypad.menu_text(self.flow, step)
+            return " ".join(text for text, _ in self._keypad_question(state, state.step, step))
         if getattr(step, "reprompt", None):
             return self._render(state, step.reprompt)
         question = self._text(state, state.step)
@@ -259,6 +315,40 @@ class DialogEngine:
         if isinstance(step, FeedbackStep):
             return f"{question} {self.flow.msg('hint_score')}"
         return question
+
+    # -- when speech recognition or our own machinery fails -------------------------------------
+
+    def _on_speech_lost(self, state: CallState, event: SpeechUnavailable) -> list[Action]:
+        """From now on by keypad: the notice at once, then the current question again for keys
+        (a pending yes/no question is asked again and stays pending)."""
+        if state.keypad_only:
+            return []
+        state.keypad_only = True
+        failure: dict[str, Any] = {"step": state.step, "kind": "speech_unavailable"}
+        if event.reason:
+            failure["detail"] = event.reason
+        state.failures.append(failure)
+        if state.step is None:
+            return []
+        step = self.spec.steps[state.step]
+        state.no_inputs = 0
+        if not keypad.keyable(step):
+            state.failures.append({"step": state.step, "kind": "needs_speech"})
+            return self._transfer(state, "no_speech")
+        notice = self._say(state, self.flow.msg("speech_unavailable"), step)
+        if state.pending:
+            question = f"{state.pending['question']} {self.flow.msg('keys_yes_no')}"
+            state.pending["question"] = question
+            return [notice, self._say(state, question, step), self._confirm_listen(state, step)]
+        return [notice] + self._ask(state, state.step, step)
+
+    def _on_failure(self, state: CallState, event: SystemFailure) -> list[Action]:
+        """A person takes over, with the full context; works before the first step too."""
+        failure: dict[str, Any] = {"step": state.step, "kind": "error"}
+        if event.what:
+            failure["detail"] = event.what
+        state.failures.append(failure)
+        return self._transfer(state, "error")
 
     # -- ending the call ------------------------------------------------------------------------
 
@@ -305,9 +395,9 @@ class DialogEngine:
         today = dt.datetime.fromisoformat(state.started_at).date()
         mode = step.input_mode
         if isinstance(event, Digits):
-            if mode == "speech":
+            if mode == "speech" and not state.keypad_only:
                 return None
-            return _from_keys(step, event.digits)
+            return keypad.from_keys(step, event.digits)
         if isinstance(event, Utterance) and mode != "dtmf":
             return parse_slot(step.slot_type, event.text, self.flow.language, length=step.length_range,
                               choices=step.choices, today=today)
@@ -320,7 +410,9 @@ class DialogEngine:
         return getattr(step, "confidence", None) or self.spec.defaults.confidence
 
     def _text(self, state: CallState, step_id: str) -> str:
-        return self._render(state, self.flow.prompt_text(step_id))
+        """A step's own words: its ``keypad`` text on a keypad-only call when it has one."""
+        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
+        return self._render(state, own[0] if own else self.flow.prompt_text(step_id))
 
     def _render(self, state: CallState, text: str | None, extra: dict[str, str] | None = None) -> str:
         if not text:
@@ -334,8 +426,33 @@ class DialogEngine:
         return text.format_map(values)
 
     def _prompt(self, state: CallState, step_id: str, step: Any) -> Say:
-        """A step's own prompt, which may have a recorded audio file under its prompt id."""
-        return self._say(state, self._text(state, step_id), step, prompt_id=self.flow.prompt_id(step_id))
+        """A step's own prompt, which may have a recorded audio file under its prompt id
+        (``<id>_keypad`` for its keypad text)."""
+        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
+        prompt_id = own[1] if own else self.flow.prompt_id(step_id)
+        return self._say(state, self._text(state, step_id), step, prompt_id=prompt_id)
+
+    def _by_keys(self, state: CallState, step: Any) -> bool:
+        return state.keypad_only or (state.keys_menu and isinstance(step, RouteStep))
+
+    def _ask(self, state: CallState, step_id: str, step: Any) -> list[Action]:
+        """A listening step's question and the listen; by keys with what to press."""
+        if not self._by_keys(state, step):
+            return [self._prompt(state, step_id, step), self._listen(state, step)]
+        says = [self._say(state, text, step, prompt_id=prompt_id)
+                for text, prompt_id in self._keypad_question(state, step_id, step)]
+        return [*says, self._listen(state, step)]
+
+    def _keypad_question(self, state: CallState, step_id: str, step: Any) -> list[tuple[str, str | None]]:
+        """The question for keys as (text, prompt id) pairs: the step's ``keypad`` text, else its
+        question and the key hint (a route step always adds its menu)."""
+        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
+        parts = [(self._text(state, step_id), own[1] if own else self.flow.prompt_id(step_id))]
+        if own is None or isinstance(step, RouteStep):
+            hint = keypad.key_hint(self.flow, step)
+            if hint:
+                parts.append((hint, None))
+        return [(text, prompt_id) for text, prompt_id in parts if text]
 
     def _say(self, state: CallState, text: str, step: Any, barge_in: bool | None = None,
              prompt_id: str | None = None) -> Say:
@@ -347,6 +464,9 @@ class DialogEngine:
 
     def _listen(self, state: CallState, step: Any) -> Listen:
         timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
+        if state.keypad_only:
+            return Listen(step=state.step, speech=False, dtmf=True, no_input_timeout=timeout,
+                          max_digits=keypad.max_digits(step))
         words = tuple(self.flow.transfer_words)
         if isinstance(step, AskStep):
             mode = step.input_mode
@@ -370,6 +490,8 @@ class DialogEngine:
 
     def _confirm_listen(self, state: CallState, step: Any) -> Listen:
         timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
+        if state.keypad_only:
+            return Listen(step=state.step, speech=False, no_input_timeout=timeout, max_digits=1)
         phrases = tuple(dict.fromkeys([*self._yes_no_phrases(), *self.flow.transfer_words]))
         return Listen(step=state.step, phrases=phrases, no_input_timeout=timeout, max_digits=1)
 
@@ -381,7 +503,7 @@ class DialogEngine:
         if isinstance(event, NoInput):
             entry = {"who": "caller", "step": state.step, "text": "", "event": "no_input"}
         elif isinstance(event, Digits):
-            entry = {"who": "caller", "step": state.step, "digits": self._redact(state, step, event.digits)}
+            entry = {"who": "caller", "step": state.step, "digits": self._redact(state, step, event.digits, keys=True)}
         elif isinstance(event, Utterance):
             entry = {"who": "caller", "step": state.step, "text": self._redact(state, step, event.text),
                      "confidence": round(event.confidence, 3)}
@@ -389,32 +511,14 @@ class DialogEngine:
             return
         state.transcript.append(entry)
 
-    def _redact(self, state: CallState, step: Any, text: str) -> str:
+    def _redact(self, state: CallState, step: Any, text: str, keys: bool = False) -> str:
         """Secrets and full postcodes never reach the transcript; the parsed masked form does."""
         if isinstance(step, AskStep) and step.secret:
             return self.flow.msg("redacted")
         if isinstance(step, AskStep) and step.slot_type == "postcode" and not state.pending:
-            value = parse_slot("postcode", text, self.flow.language)
+            value = keypad.from_keys(step, text) if keys else parse_slot("postcode", text, self.flow.language)
+            if keys and text == "0":
+                return text
             return masked(value, "postcode") if value else self.flow.msg("redacted")
         return text
 
-
-def _from_keys(step: AskStep, keys: str) -> Any:
-    """A keypad entry as a slot value: digits as typed, 1/2 for yes/no, 1..n for the n-th choice."""
-    if not keys.isdigit():
-        return None
-    kind = step.slot_type
-    if kind == "digits":
-        rng = step.length_range
-        return keys if not rng or rng[0] <= len(keys) <= rng[1] else None
-    if kind == "number":
-        return int(keys)
-    if kind == "yes_no":
-        return {"1": True, "2": False}.get(keys)
-    if kind == "choice":
-        values = list(step.choices or {})
-        index = int(keys) - 1
-        return values[index] if 0 <= index < len(values) else None
-    if kind == "date" and len(keys) == 8:
-        return parse_date(f"{keys[:2]}-{keys[2:4]}-{keys[4:]}")
-    return None

@@ -11,12 +11,17 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class CallStarted:
-    """A call was answered. ``at`` is the local wall time as ISO 8601, for business hours."""
+    """A call was answered. ``at`` is the local wall time as ISO 8601, for business hours.
+
+    ``speech`` is False when this call has no speech recognition from the start (no model for the
+    flow's language, the recogniser would not start): the engine then runs the call by keypad.
+    """
 
     call_id: str
     caller: str = ""
     called: str = ""
     at: str = ""
+    speech: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,4 +59,25 @@ class CallEnded:
     reason: str = "hangup"
 
 
-Event = CallStarted | Utterance | Digits | NoInput | CallEnded
+@dataclass(frozen=True)
+class SpeechUnavailable:
+    """Recognition stopped working mid-call, or the caller's audio could not be decoded in time.
+
+    From now on the call goes on by keypad; the engine says so and asks the current step again.
+    ``reason`` is a short label for the transcript (never the caller's words).
+    """
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SystemFailure:
+    """Something on our side broke: prompt audio could not be made, an exception in the call loop,
+    a stream that ended without a decision. The engine hands the call to a person.
+    ``what`` is a short label for the agent's context.
+    """
+
+    what: str = ""
+
+
+Event = CallStarted | Utterance | Digits | NoInput | CallEnded | SpeechUnavailable | SystemFailure

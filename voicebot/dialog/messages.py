@@ -4,6 +4,10 @@ Flows write their own prompts; these are the few sentences the engine adds (conf
 "I did not hear you", the source of an answer, the summary for the agent). A flow may override
 any of them under ``messages:``; a flow in a language without a pack here must give all of them,
 which flow validation checks.
+
+The ``keys_*``, ``keypad_*`` and ``invalid_key`` sentences are for calls that go on by keypad
+(no speech recognition): they replace every "say ..." with what to press, and 0 always reaches
+a person.
 """
 
 from __future__ import annotations
@@ -43,8 +47,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "het buiten openingstijden is",
         "sms_unavailable": "Uw nummer is afgeschermd, daarom kan ik u geen sms sturen.",
         "closed": "Onze medewerkers zijn nu niet bereikbaar.",
-        "speech_unavailable": "Spraakherkenning is nu niet beschikbaar. Gebruik de toetsen van uw telefoon, "
-                              "of toets 0 voor een medewerker.",
+        "speech_unavailable": "Ik kan u nu helaas niet verstaan. Gebruik de toetsen van uw telefoon. "
+                              "Wilt u een medewerker spreken? Toets dan op elk moment 0.",
+        "keypad_menu_item": "toets {n} voor {label}",
+        "keypad_menu": "{items}, of toets 0 voor een medewerker.",
+        "keys_choice_item": "toets {n} voor {label}",
+        "keys_digits": "Toets de cijfers in, gevolgd door een hekje.",
+        "keys_digits_fixed": "Toets de {count} cijfers in.",
+        "keys_number": "Toets het getal in, gevolgd door een hekje.",
+        "keys_date": "Toets de datum in als acht cijfers: twee voor de dag, twee voor de maand "
+                     "en vier voor het jaar.",
+        "keys_yes_no": "Toets 1 voor ja of 2 voor nee.",
+        "keys_postcode": "Toets alleen de vier cijfers van de postcode in, de letters niet.",
+        "keys_score": "Toets een cijfer van 1 tot 5.",
+        "invalid_key": "Die toets hoort niet bij de keuzes.",
+        "postcode_digits_only": "{digits} (alleen de cijfers, ingetoetst)",
+        "reason_no_speech": "de vraag alleen met spraak te beantwoorden is en spraakherkenning niet werkte",
         "yes": "ja",
         "no": "nee",
         "redacted": "[verborgen]",
@@ -84,8 +102,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "it is outside business hours",
         "sms_unavailable": "Your number is withheld, so I cannot send you a text message.",
         "closed": "Our agents are not available right now.",
-        "speech_unavailable": "Speech recognition is not available right now. Please use the keys on your phone, "
-                              "or press 0 for an agent.",
+        "speech_unavailable": "I am sorry, I cannot hear what you say right now. Please use the keys on your "
+                              "phone. To speak to an agent, press 0 at any time.",
+        "keypad_menu_item": "press {n} to {label}",
+        "keypad_menu": "{items}, or press 0 for an agent.",
+        "keys_choice_item": "press {n} for {label}",
+        "keys_digits": "Please key in the digits, followed by the hash key.",
+        "keys_digits_fixed": "Please key in the {count} digits.",
+        "keys_number": "Please key in the number, followed by the hash key.",
+        "keys_date": "Please key in the date as eight digits: two for the day, two for the month "
+                     "and four for the year.",
+        "keys_yes_no": "Press 1 for yes or 2 for no.",
+        "keys_postcode": "Please key in only the four digits of the postcode, not the letters.",
+        "keys_score": "Press a number from 1 to 5.",
+        "invalid_key": "That key is not one of the options.",
+        "postcode_digits_only": "{digits} (digits only, keyed in)",
+        "reason_no_speech": "the question needs speech and speech recognition was not working",
         "yes": "yes",
         "no": "no",
         "redacted": "[redacted]",

@@ -3,6 +3,12 @@
 The state is stored between turns (in Redis, keyed by call id) so any server process can continue
 a call; ``to_dict``/``from_dict`` are the only serialisation. Secret slot values (PINs, dates of
 birth) are never kept in the clear: only an HMAC of them, under ``secrets``.
+
+``keypad_only`` is true once the call has no speech recognition (from the start or since a
+``SpeechUnavailable``): every question is asked for keys. ``keys_menu`` is true while the current
+route step is answered from its numbered keypad menu (keypad only, or the caller pressed keys at
+the open question); it is cleared when the call moves to another step. Stored dicts from before
+these fields existed load with both false.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class CallState:
     failures: list[dict[str, Any]] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     feedback: int | None = None
+    keypad_only: bool = False
+    keys_menu: bool = False
     ended: bool = False
     outcome: str | None = None
     reason: str | None = None

@@ -105,6 +105,7 @@ class Intent(Strict):
 class StepBase(Strict):
     say: str | None = None
     prompt: str | None = None
+    keypad: str | None = None      # said instead of say/prompt when the call goes on by keypad only
     retries: int | None = Field(None, ge=0, le=3)
     confidence: Confidence | None = None
     no_input_timeout: float | None = Field(None, gt=0, le=60)

@@ -93,7 +93,7 @@ def placeholders(text: str | None) -> set[str]:
 
 
 def _texts(step: Any) -> dict[str, str]:
-    return {k: getattr(step, k) for k in ("say", "reprompt", "confirm", "thanks") if getattr(step, k, None)}
+    return {k: getattr(step, k) for k in ("say", "keypad", "reprompt", "confirm", "thanks") if getattr(step, k, None)}
 
 
 def graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | None) -> None:
@@ -256,6 +256,7 @@ def _disclosure_problem(check: Checker, spec: FlowSpec) -> None:
         return
     opening: list[str] = []
     texts: list[str] = []
+    keyed: list[str] = []        # the opening as a keypad-only call hears it
     todo, seen = [spec.start], set()
     while todo:
         sid = todo.pop(0)
@@ -266,11 +267,15 @@ def _disclosure_problem(check: Checker, spec: FlowSpec) -> None:
         opening.append(sid)
         text = step.say if getattr(step, "say", None) else spec.prompts.get(getattr(step, "prompt", None) or "", "")
         texts.append((text or "").lower())
+        keyed.append((getattr(step, "keypad", None) or text or "").lower())
         if step.type in LISTENING_TYPES or step.type in TERMINAL_TYPES:
             continue
         todo.extend(targets(step).values())
     if not any(p in t for t in texts for p in phrases):
         check.add(["steps", spec.start], "the opening (" + ", ".join(opening) + ") never tells callers they are "
                   f"talking to a digital assistant; say so, e.g. with one of: {', '.join(phrases[:3])}")
+    elif not any(p in t for t in keyed for p in phrases):
+        check.add(["steps", spec.start], "the opening's keypad texts never tell callers they are talking to a "
+                  f"digital assistant; say so, e.g. with one of: {', '.join(phrases[:3])}")
 
 
