@@ -330,7 +330,7 @@ def test_audio_build_fails_when_the_cache_cannot_be_written(tmp_path: Path):
                                                   "recorded_dir": str(tmp_path / "recorded")}}))
     result = CliRunner().invoke(main, ["--config", str(config), "audio", "build", "--flow", str(flow), "--quiet"])
     assert result.exit_code == 1, result.output
-    assert "2 prompt(s) could not be written to the prompt cache" in result.output
+    assert "3 prompt(s) could not be written to the prompt cache" in result.output  # incl. the keypad notice
     assert str(tmp_path / "not-a-folder" / "cache") in result.output and "Traceback" not in result.output
 
 

@@ -742,6 +742,9 @@ def static_prompts(flow: Flow) -> list[tuple[str, str | None]]:
     for step_id, step in flow.spec.steps.items():
         found += _step_texts(flow, step_id, step)
     found += [(text, None) for text in _transfer_texts(flow)]
+    from voicebot.dialog.keypad import static_texts   # what a call by keypad hears
+
+    found += static_texts(flow)
     out: dict[tuple[str, str | None], None] = {}
     for text, prompt_id in found:
         if text and text.strip() and "{" not in text:
