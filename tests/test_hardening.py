@@ -472,3 +472,13 @@ def test_a_16_mb_body_is_refused_without_reading_it(server):
                       f"Content-Length: {16 * 1024 * 1024}\r\n\r\n").encode() + b"x" * 65536)
         assert status_of(sock) == 413
     assert urllib.request.urlopen(server.url + "/healthz", timeout=5).status == 200
+
+
+def test_without_any_secret_the_token_cannot_be_checked_and_the_handshake_is_what_refuses(redis_url, tmp_path):
+    settings = make_settings(redis_url, tmp_path)
+    bare = Runtime(dataclasses.replace(settings, telephony=dataclasses.replace(
+        settings.telephony, auth_token="", account_sid="")))
+    assert bare.admit_stream(start("CA-bare")) is None
+    bare.release_stream("CA-bare")
+    client = create_app(bare.settings, runtime=bare).test_client()
+    assert client.get("/twilio/media", headers={"X-Twilio-Signature": "anything"}).status_code == 403

@@ -78,27 +78,37 @@ class Runtime:
             future.result()
 
     def _prepare(self) -> None:
-        for language in sorted({f.language for f in self.flows.values()}):
-            try:
-                model = self.models.get(language)      # first: a caller may already be waiting for it
-            except VoicebotError as exc:
-                model = None
-                log.warning("%s; calls in '%s' will use the keypad and reach a person", exc, language)
-            speech = b""
-            for flow in (f for f in self.flows.values() if f.language == language):
-                for text, prompt_id in static_prompts(flow):
-                    try:
-                        audio = self.prompts.audio_for(text, language, prompt_id)
-                    except Exception as exc:
-                        log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
-                        break
-                    if len(speech) < 8000 * 20:
-                        speech += audio
-            if model is not None:
-                model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
-                log.info("speech model for '%s' ready at %s", language, model.path)
+        speech_for, keypad_for = [], []
+        try:
+            for language in sorted({f.language for f in self.flows.values()}):
+                (speech_for if self._prepare_language(language) else keypad_for).append(language)
+        except Exception:   # never leave /healthz at 503 for ever: calls still reach a person
+            log.exception("start-up work failed; taking calls anyway")
         self.ready.set()
-        log.info("ready to take calls: %d flow(s), models loaded, prompts rendered", len(self.flows))
+        log.info("ready to take calls: %d flow(s); speech recognition for %s; keypad only for %s; prompts rendered",
+                 len(self.flows), ", ".join(speech_for) or "no language", ", ".join(keypad_for) or "no language")
+
+    def _prepare_language(self, language: str) -> bool:
+        """Load the language's model and render its flows' prompts; False when it has no model."""
+        try:
+            model = self.models.get(language)      # first: a caller may already be waiting for it
+        except VoicebotError as exc:
+            model = None
+            log.warning("%s; calls in '%s' will use the keypad and reach a person", exc, language)
+        speech = b""
+        for flow in (f for f in self.flows.values() if f.language == language):
+            for text, prompt_id in static_prompts(flow):
+                try:
+                    audio = self.prompts.audio_for(text, language, prompt_id)
+                except Exception as exc:
+                    log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
+                    break
+                if len(speech) < 8000 * 20:
+                    speech += audio
+        if model is not None:
+            model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
+            log.info("speech model for '%s' ready at %s", language, model.path)
+        return model is not None
 
     # -- per call ------------------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class Runtime:
         if flow_id and flow_id in self.flows:
             return self.flows[flow_id]
         if flow_id:
-            log.warning("unknown flow '%s' requested; using the default", flow_id)
+            log.warning("unknown flow %s requested; using the default", esc(flow_id))
         return self.flows.get(self.settings.default_flow) or next(iter(self.flows.values()))
 
     def local_time(self, flow: Flow) -> str:
@@ -131,11 +141,14 @@ class Runtime:
         one of this callSid), ``wrong_account`` (not TWILIO_ACCOUNT_SID), ``full``
         (``telephony.max_calls`` live streams in this process) or ``already_live`` (the call has a
         live stream here or on another node). Nothing is stored for a refused stream.
+
+        Without a secret (no TWILIO_AUTH_TOKEN and no VOICEBOT_STREAM_SECRET) no token can be
+        checked; no stream gets this far then, because every handshake is refused for its signature.
         """
         tel = self.settings.telephony
         params = getattr(start, "parameters", None) or {}
         kind = None
-        if not self.token_ok(start.call_sid, params.get(TOKEN_PARAMETER)):
+        if self.secret and not self.token_ok(start.call_sid, params.get(TOKEN_PARAMETER)):
             kind = "bad_token"
         elif tel.account_sid and start.account_sid != tel.account_sid:
             kind = "wrong_account"

@@ -485,6 +485,7 @@ class CallSession:
         if self.info is not None and not getattr(self, "_counted_out", False):
             self._counted_out = True
             self.rt.metrics.active_calls.dec()
+            self.rt.release_stream(self.info.call_sid)
 
     def _save(self) -> None:
         if self.info is not None and self.state is not None:
