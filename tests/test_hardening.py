@@ -482,3 +482,16 @@ def test_without_any_secret_the_token_cannot_be_checked_and_the_handshake_is_wha
     bare.release_stream("CA-bare")
     client = create_app(bare.settings, runtime=bare).test_client()
     assert client.get("/twilio/media", headers={"X-Twilio-Signature": "anything"}).status_code == 403
+
+
+def test_while_the_app_is_built_the_port_answers_503_starting():
+    from voicebot.web import _Starting
+
+    port = _free_port()
+    with _Starting("127.0.0.1", port):
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert answer.value.code == 503 and json.loads(answer.value.read())["ready"] is False
+    with socket.socket() as sock:                       # the port is free again for gunicorn
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))

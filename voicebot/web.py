@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import threading
 import time
 from typing import Any
 
@@ -394,6 +395,47 @@ class _Server(BaseApplication):
         return self._app
 
 
+class _Starting:
+    """While the app is being built, every request on the port gets 503 "starting" (not a refused
+    connection), so a load balancer, `make run`'s user and the tests can tell "busy starting" from "down"."""
+
+    def __init__(self, host: str, port: int):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Starting(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                body = b'{"status": "unavailable", "ready": false, "problems": ["starting: loading the flows"]}\n'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Retry-After", "5")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server: Any = None
+        try:
+            self._server = ThreadingHTTPServer((host, port), Starting)
+        except OSError:
+            return              # the port is taken: gunicorn will say so
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="voicebot-starting", daemon=True).start()
+
+    def __enter__(self) -> "_Starting":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 def thread_count(settings: Settings) -> int:
     """Every live stream and every starting socket holds a thread; webhooks keep threads of their own."""
     tel = settings.telephony
@@ -414,9 +456,12 @@ def serve(settings: Settings, port: int | None = None, announce: str = "") -> No
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if announce:
         log.info("%s", announce)
-    app = create_app(settings)
-    runtime = app.extensions["voicebot_runtime"]
     port = port or settings.port
+    log.info("loading and checking the flows (training their intent classifiers can take a while); "
+             "/healthz answers 503 until calls can be taken")
+    with _Starting(settings.host, port):
+        app = create_app(settings)
+    runtime = app.extensions["voicebot_runtime"]
     log.info("listening on %s:%d with %d threads (up to %d calls); /healthz says 200 once ready to take calls",
              settings.host, port, thread_count(settings), settings.telephony.max_calls)
     options = {
