@@ -111,3 +111,16 @@ def test_development_mode_binds_loopback_and_writes_a_private_token(tmp_path):
                                                                 "PUBLIC_URL": "https://x.ngrok.app"}), 5099)
     assert given.host == "127.0.0.1" and given.telephony.auth_token == "real"
     assert given.telephony.public_url == "https://x.ngrok.app" and "TWILIO_AUTH_TOKEN" in line
+
+
+def test_call_picks_up_the_development_token(tmp_path, monkeypatch):
+    from voicebot.telephony.devmode import write_dev_token
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("{}\n")
+    result = CliRunner().invoke(main, ["call", "--server", "http://127.0.0.1:9", "--dtmf", "1"])
+    assert result.exit_code != 0 and "no auth token" in result.output and ".run/dev-auth-token" in result.output
+    path = write_dev_token(tmp_path)
+    result = CliRunner().invoke(main, ["call", "--server", "http://127.0.0.1:9", "--dtmf", "1"])
+    assert f"signing with the development token in {path}" in result.output
+    assert "cannot reach the server" in result.output and "Traceback" not in result.output
