@@ -495,3 +495,17 @@ def test_while_the_app_is_built_the_port_answers_503_starting():
     with socket.socket() as sock:                       # the port is free again for gunicorn
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_metrics_on_a_loopback_port_of_their_own(runtime):
+    from voicebot.web import start_metrics_server
+
+    settings = dataclasses.replace(runtime.settings, metrics_port=_free_port())
+    assert create_app(settings, runtime=runtime).test_client().get("/metrics").status_code == 404
+    served = start_metrics_server(settings, runtime)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics", timeout=5).read()
+        assert b"voicebot_refused_requests_total" in text
+    finally:
+        if isinstance(served, tuple):
+            served[0].shutdown()

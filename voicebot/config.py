@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
             "en": ["agent", "operator", "representative", "human"],
         },
     },
-    "web": {"host": "0.0.0.0", "port": 5000, "webhook_threads": 8},
+    "web": {"host": "0.0.0.0", "port": 5000, "webhook_threads": 8, "metrics_port": 0},
     "speech": {
         "models_dir": "models",
         "models": {},
@@ -134,6 +134,7 @@ class Settings:
     host: str
     port: int
     webhook_threads: int = 8
+    metrics_port: int = 0
     metrics_token: str = field(default="", repr=False)
     dev: bool = False
     hash_salt: str = field(repr=False, default="")
@@ -185,6 +186,8 @@ def _check_limits(merged: dict[str, Any], errors: list[str]) -> None:
     for key in ("start_timeout_seconds", "media_timeout_seconds", "rest_timeout_seconds"):
         if isinstance(tel[key], (int, float)) and not 0 < tel[key] <= 300:
             errors.append(f"'telephony.{key}' must be between 0 and 300 seconds")
+    if isinstance(web["metrics_port"], int) and not 0 <= web["metrics_port"] < 65536:
+        errors.append("'web.metrics_port' must be a port number, or 0 for /metrics on the main port")
     if isinstance(web["webhook_threads"], int) and web["webhook_threads"] < 2:
         errors.append("'web.webhook_threads' must be at least 2")
     countries = tel["sms_countries"]
@@ -235,6 +238,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         host=merged["web"]["host"],
         port=int(env.get("PORT") or merged["web"]["port"]),
         webhook_threads=merged["web"]["webhook_threads"],
+        metrics_port=merged["web"]["metrics_port"],
         metrics_token=env.get("VOICEBOT_METRICS_TOKEN", ""),
         dev=env.get(DEV_ENV, "") not in ("", "0"),
         hash_salt=env.get("VOICEBOT_HASH_SALT", ""),

@@ -129,6 +129,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/metrics")
     def metrics() -> Any:
+        if settings.metrics_port:
+            return Response(f"metrics are served on 127.0.0.1:{settings.metrics_port}\n", status=404,
+                            mimetype="text/plain")
         if settings.metrics_token and not _bearer_ok(settings.metrics_token):
             return Response("a bearer token is needed (VOICEBOT_METRICS_TOKEN)\n", status=401,
                             mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
@@ -436,6 +439,27 @@ class _Starting:
             self._server.server_close()
 
 
+def start_metrics_server(settings: Settings, runtime: Runtime) -> Any:
+    """``web.metrics_port``: /metrics on the loopback address only, for a scraper on the same host
+    (or behind its own tunnel); the public port then has no /metrics at all."""
+    from prometheus_client import start_http_server
+
+    if not settings.metrics_port:
+        return None
+    server = start_http_server(settings.metrics_port, addr="127.0.0.1", registry=runtime.metrics.registry)
+    log.info("metrics on http://127.0.0.1:%d/metrics only", settings.metrics_port)
+    return server
+
+
+def _worker_started(settings: Settings, runtime: Runtime) -> None:
+    runtime.prepare()
+    try:
+        start_metrics_server(settings, runtime)
+    except OSError as exc:
+        log.error("metrics port 127.0.0.1:%d cannot be opened (%s); metrics are not served", settings.metrics_port,
+                  exc)
+
+
 def thread_count(settings: Settings) -> int:
     """Every live stream and every starting socket holds a thread; webhooks keep threads of their own."""
     tel = settings.telephony
@@ -473,6 +497,6 @@ def serve(settings: Settings, port: int | None = None, announce: str = "") -> No
         "accesslog": "-",
         # Models, recognisers and the synthesiser's thread are made in the worker, after the fork:
         # threads do not survive a fork.
-        "post_worker_init": lambda worker: runtime.prepare(),
+        "post_worker_init": lambda worker: _worker_started(settings, runtime),
     }
     _Server(app, options).run()
