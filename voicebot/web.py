@@ -119,8 +119,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not rt.ready.is_set():
             problems.append("starting: speech models and prompts are not ready yet")
         body = {"status": "ok" if not problems else "unavailable", "version": __version__,
-                "redis": _redis_status(health_redis), "ready": rt.ready.is_set(),
-                "live_streams": rt.live_streams(), "max_calls": tel.max_calls}
+                "redis": _redis_status(health_redis), "ready": rt.ready.is_set()}
         if problems:
             body["problems"] = problems
         if settings.dev:
