@@ -45,6 +45,7 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             try:
+                # 503 while flows, models and prompts load raises HTTPError (an OSError): wait for 200.
                 urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
                 break
             except OSError:

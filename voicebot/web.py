@@ -312,17 +312,17 @@ def _finished(rt: Runtime, call_sid: str, path: str) -> bool:
 def _over_capacity(rt: Runtime, tel: Any, public: str, call_sid: str, flow: Any, fields: dict[str, Any]) -> str:
     """No room for another stream: a short message and the agents' queue (the after-hours one when closed)."""
     transfer = flow.spec.transfer
-    queue = transfer.queue
+    queue, say = transfer.queue, flow.msg("transfer")
     if flow.spec.hours and transfer.closed_queue:
         if not is_open(flow.spec.hours, dt.datetime.fromisoformat(rt.local_time(flow))):
-            queue = transfer.closed_queue
+            queue, say = transfer.closed_queue, transfer.closed_say or flow.msg("closed")
     queue = tel.agent_queue or queue
     rt.metrics.over_capacity.inc()
     log.warning("call %s: %d streams live (telephony.max_calls %d); the caller goes to queue %s", esc(call_sid),
                 rt.live_streams(), tel.max_calls, esc(queue))
     rt.store.update(call_sid, **fields, ending={"action": "transfer", "queue": queue, "reason": "capacity",
                                                 "context": {"call_id": call_sid, "reason": "capacity"}})
-    return twiml.transfer(public, call_sid, queue=queue, announce=flow.msg("transfer"), language=flow.language)
+    return twiml.transfer(public, call_sid, queue=queue, announce=say, language=flow.language)
 
 
 def _signature_ok(settings: Settings) -> bool:
