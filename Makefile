@@ -35,7 +35,8 @@ done; exit 1
 
 help:
 	@echo "make run         install what is missing, start Redis (unless REDIS_URL is set) and run"
-	echo "                 the Procfile (web on PORT, default 5000, + RQ worker) in the foreground"
+	echo "                 the Procfile (web on PORT, default 5000, + RQ worker) in the foreground;"
+	echo "                 without TWILIO_AUTH_TOKEN in development mode (127.0.0.1 only, token in .run/)"
 	echo "make test        install what is missing, then run pytest (extra arguments: PYTEST_ARGS=...)"
 	echo "make install     only install: system packages, .venv and the project in it"
 	echo "make redis-stop  stop the Redis that 'make run' started"
@@ -96,6 +97,11 @@ run: install
 			tail -n 20 $(RUN_DIR)/redis.log >&2 || true
 			exit 1
 		fi
+	fi
+	if [ -z "$${TWILIO_AUTH_TOKEN:-}" ]; then
+		# No Twilio credentials: the server runs in development mode (127.0.0.1 only, a random
+		# token in .run/dev-auth-token that `voicebot call` picks up). It says so in one line.
+		export VOICEBOT_DEV=1
 	fi
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 	exec honcho start -f Procfile

@@ -73,5 +73,54 @@ def test_bad_config_and_bad_flows_are_one_clear_error(tmp_path):
     (flows / "broken.yaml").write_text("flow: x\nlanguage: nl\nstart: nowhere\nsteps: {}\n")
     good = tmp_path / "ok.yaml"
     good.write_text(f"flows: {{dir: {flows}}}\n")
-    result = CliRunner().invoke(main, ["--config", str(good), "serve", "--port", "0"])
+    result = CliRunner().invoke(main, ["--config", str(good), "serve", "--dev", "--port", "0"])
     assert result.exit_code == 1 and "cannot start" in result.output and "broken.yaml" in result.output
+
+
+def test_serve_refuses_to_start_unconfigured_outside_development_mode(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"flows: {{dir: {REPO / 'tests' / 'data'}, default: mini}}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "0"], env={"VOICEBOT_DEV": None})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1
+    assert "TWILIO_AUTH_TOKEN and PUBLIC_URL not set" in result.output and "--dev" in result.output
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "0"],
+                                env={"TWILIO_AUTH_TOKEN": "t", "VOICEBOT_DEV": None})
+    assert result.exit_code == 1 and "PUBLIC_URL not set" in result.output and "TWILIO_AUTH_TOKEN" not in result.output
+
+
+def test_development_mode_binds_loopback_and_writes_a_private_token(tmp_path):
+    import os
+    import stat
+
+    from voicebot.config import load_settings
+    from voicebot.telephony.devmode import apply_dev_mode, read_dev_token
+
+    config = tmp_path / "config.yaml"
+    config.write_text("web: {host: 0.0.0.0}\n")
+    settings, line = apply_dev_mode(load_settings(config, environ={}), 5099)
+    assert settings.host == "127.0.0.1" and settings.dev
+    assert settings.telephony.public_url == "http://127.0.0.1:5099"
+    path = tmp_path / ".run" / "dev-auth-token"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert settings.telephony.auth_token == read_dev_token(tmp_path) and len(settings.telephony.auth_token) >= 24
+    assert "development mode" in line and "127.0.0.1:5099" in line and str(path) in line
+    again, _ = apply_dev_mode(load_settings(config, environ={}), 5099)
+    assert again.telephony.auth_token != settings.telephony.auth_token      # a new token every start
+    given, line = apply_dev_mode(load_settings(config, environ={"TWILIO_AUTH_TOKEN": "real",
+                                                                "PUBLIC_URL": "https://x.ngrok.app"}), 5099)
+    assert given.host == "127.0.0.1" and given.telephony.auth_token == "real"
+    assert given.telephony.public_url == "https://x.ngrok.app" and "TWILIO_AUTH_TOKEN" in line
+
+
+def test_call_picks_up_the_development_token(tmp_path, monkeypatch):
+    from voicebot.telephony.devmode import write_dev_token
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("{}\n")
+    result = CliRunner().invoke(main, ["call", "--server", "http://127.0.0.1:9", "--dtmf", "1"])
+    assert result.exit_code != 0 and "no auth token" in result.output and ".run/dev-auth-token" in result.output
+    path = write_dev_token(tmp_path)
+    result = CliRunner().invoke(main, ["call", "--server", "http://127.0.0.1:9", "--dtmf", "1"])
+    assert f"signing with the development token in {path}" in result.output
+    assert "cannot reach the server" in result.output and "Traceback" not in result.output

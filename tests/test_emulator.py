@@ -361,7 +361,8 @@ def test_wrong_token_is_refused(bot: FakeBot):
     assert bot.log.refused == ["/twilio/voice", "/twilio/voice"] and bot.log.opened is None
 
 
-def test_cli_errors_without_traceback():
+def test_cli_errors_without_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)            # no development server's token here
     runner = CliRunner()
     result = runner.invoke(call, ["--server", "http://127.0.0.1:9", "--auth-token", "x"])
     assert result.exit_code == 1 and "cannot reach the server" in result.output

@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
 from voicebot.telephony.emulator import WebhookRefused, place_call
+from voicebot.telephony.stream_auth import stream_secret, stream_token
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-auth-token"
@@ -36,7 +37,7 @@ class Server:
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
             f"telephony: {{agent_number: '{AGENT}'}}\n")
         env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
-               "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "PUBLIC_URL": self.url}
+               "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": self.url}
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
@@ -44,6 +45,7 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             try:
+                # 503 while flows, models and prompts load raises HTTPError (an OSError): wait for 200.
                 urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
                 break
             except OSError:
@@ -69,8 +71,11 @@ def server(tmp_path_factory, redis_url):
     srv.stop()
 
 
+ACCOUNT = "AC" + "0" * 32
+
+
 def call(server, turns, **kw):
-    return place_call(server.url, turns, auth_token=TOKEN, voice="ko", max_seconds=60, **kw)
+    return place_call(server.url, turns, auth_token=TOKEN, account_sid=ACCOUNT, voice="ko", max_seconds=60, **kw)
 
 
 def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, redis_url, tmp_path):
@@ -83,8 +88,9 @@ def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, red
     said = [name.split(":", 1)[1] for name in report.bot_prompts]
     assert "번호를 눌러 주세요" in said and "맞습니까" in said    # choice by voice, then keys
     assert said[-1] == "상담원에게 연결해 드리겠습니다"
+    token = stream_token(stream_secret("", TOKEN), report.call_sid)
     assert report.transfer == {"kind": "number", "target": AGENT, "answer_on_bridge": True,
-                               "whisper_url": f"{server.url}/twilio/whisper?call={report.call_sid}"}
+                               "whisper_url": f"{server.url}/twilio/whisper?call={report.call_sid}&token={token}"}
     assert report.whisper_text and "고객이 상담원을 요청했습니다" in report.whisper_text
     assert all(lat is not None and lat < 5 for lat in report.latencies)
     assert record.stat().st_size > 8000
@@ -107,10 +113,10 @@ def test_forged_signatures_are_refused_for_webhook_and_socket(server):
     import simple_websocket
 
     bad = RequestValidator("wrong-token").compute_signature(f"ws://127.0.0.1:{server.port}/twilio/media", {})
-    with pytest.raises(Exception):
-        ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{server.port}/twilio/media",
-                                             headers={"X-Twilio-Signature": bad})
-        ws.receive(timeout=2)
+    with pytest.raises(simple_websocket.ConnectionError) as refused:
+        simple_websocket.Client.connect(f"ws://127.0.0.1:{server.port}/twilio/media",
+                                        headers={"X-Twilio-Signature": bad})
+    assert refused.value.status_code == 403
     assert "bad or missing X-Twilio-Signature" in server.output()
 
 
@@ -125,8 +131,9 @@ def test_bad_stream_input_over_a_real_socket(server):
                     json.dumps({"event": "surprise"}), json.dumps([1, 2])]:
         ws.send(message)
     ws.send(json.dumps({"event": "start", "streamSid": "MZ9", "start": {
-        "streamSid": "MZ9", "callSid": "CA-e2e-bad", "accountSid": "AC1",
-        "customParameters": {"from": "+8210", "to": "+8220", "flow": "ko_test"}}}))
+        "streamSid": "MZ9", "callSid": "CA-e2e-bad", "accountSid": ACCOUNT,
+        "customParameters": {"from": "+8210", "to": "+8220", "flow": "ko_test",
+                             "token": stream_token(stream_secret("", TOKEN), "CA-e2e-bad")}}}))
     for message in [json.dumps({"event": "media", "streamSid": "MZ-wrong", "media": {"payload": frame}}),
                     json.dumps({"event": "media", "streamSid": "MZ9", "media": {"payload": "%%%"}}),
                     json.dumps({"event": "media", "streamSid": "MZ9", "media": {"payload": "A" * 50000}}),
@@ -169,7 +176,7 @@ def test_call_command_runs_a_scenario_file(server):
 
     from voicebot.cli import main
 
-    result = CliRunner().invoke(main, ["call", "--server", server.url, "--auth-token", TOKEN,
+    result = CliRunner().invoke(main, ["call", "--server", server.url, "--auth-token", TOKEN, "--account-sid", ACCOUNT,
                                        "--script", str(REPO / "tests" / "data" / "calls" / "ko_call.yaml")])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "transfer" in result.output

@@ -81,6 +81,7 @@ def test_a_refused_text_message_is_logged_and_the_call_goes_on(api, redis_url, t
     FakeTwilio.status = 400
     rt = runtime_for(api, redis_url, tmp_path)
     with caplog.at_level("ERROR", logger="voicebot.runtime"):
-        rt.send_sms(CallInfo(call_sid="CA-sms2", stream_sid="MZ1", called="+3185"), SendSms(to="+1", text="x"))
+        rt.send_sms(CallInfo(call_sid="CA-sms2", stream_sid="MZ1", called="+3185"), SendSms(to="+32470123456",
+                                                                                            text="x"))
         wait_for(lambda: "text message failed" in caplog.text)
     assert "CA-sms2" in caplog.text and "tok" not in caplog.text

@@ -11,6 +11,7 @@ from twilio.request_validator import RequestValidator
 
 from voicebot.config import load_settings
 from voicebot.telephony.runtime import Runtime
+from voicebot.telephony.stream_auth import stream_secret, stream_token, token_ok
 from voicebot.web import create_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +61,9 @@ def test_incoming_call_connects_a_bidirectional_stream(client):
     stream = connect.find("Stream")
     assert stream.get("url") == "wss://bot.example.com/twilio/media" and "?" not in stream.get("url")
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    token = params.pop("token")
     assert params == {"from": "+31612345678", "to": "+31850000000", "flow": "ko_test"}
+    assert token_ok(stream_secret("", TOKEN), "CA100", token) and not token_ok(stream_secret("", TOKEN), "CA101", token)
 
 
 @pytest.mark.parametrize("how", ["forged", "missing", "wrong_token", "internal_url"])
@@ -90,10 +93,15 @@ def test_without_public_url_everything_is_refused(base_settings, runtime):
     assert post(client, "/twilio/voice", CALL, url="http://localhost/twilio/voice").status_code == 403
 
 
-def test_checking_can_be_turned_off_for_local_development(base_settings, runtime, caplog):
-    client = make_client(base_settings, runtime, verify_signatures=False)
-    assert client.post("/twilio/voice", data=CALL).status_code == 200
-    assert "signature checking is off" in caplog.text or "unsigned request accepted" in caplog.text
+@pytest.mark.parametrize("how", ["config", "env"])
+def test_the_unsigned_mode_is_gone_and_says_what_replaced_it(tmp_path, how):
+    from voicebot.errors import ConfigError
+
+    config = tmp_path / "config.yaml"
+    config.write_text("telephony: {verify_signatures: false}\n" if how == "config" else "{}\n")
+    env = {"VOICEBOT_INSECURE_NO_SIGNATURES": "1"} if how == "env" else {}
+    with pytest.raises(ConfigError, match="voicebot serve --dev"):
+        load_settings(config, environ=env)
 
 
 def test_malformed_webhook_gets_a_clear_error(client):
@@ -113,7 +121,8 @@ def test_after_stream_dials_the_agent_with_a_whisper(base_settings, runtime):
     number = dial.find("Number")
     assert number.text == "+31201234567"
     whisper_url = number.get("url")
-    assert whisper_url == f"{PUBLIC}/twilio/whisper?call=CA200"
+    token = stream_token(stream_secret("", TOKEN), "CA200")
+    assert whisper_url == f"{PUBLIC}/twilio/whisper?call=CA200&token={token}"
     path = whisper_url[len(PUBLIC):]
     sig = RequestValidator(TOKEN).compute_signature(whisper_url, {"CallSid": "CA-agent"})
     whisper = client.post(path, data={"CallSid": "CA-agent"}, headers={"X-Twilio-Signature": sig})

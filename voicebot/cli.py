@@ -30,14 +30,30 @@ def _settings(ctx: click.Context):
 
 @main.command()
 @click.option("--port", type=int, default=None, help="Port to listen on (default: PORT or config web.port).")
+@click.option("--dev", is_flag=True, default=False,
+              help="Development mode (also VOICEBOT_DEV=1): 127.0.0.1 only; without TWILIO_AUTH_TOKEN a random "
+                   "token is written to .run/dev-auth-token for `voicebot call`.")
 @click.pass_context
-def serve(ctx: click.Context, port: int | None) -> None:
-    """Run the web app under gunicorn."""
+def serve(ctx: click.Context, port: int | None, dev: bool) -> None:
+    """Run the web app under gunicorn.
+
+    Refuses to start without TWILIO_AUTH_TOKEN and PUBLIC_URL, unless in development mode.
+    """
     from voicebot.errors import VoicebotError
+    from voicebot.telephony.devmode import apply_dev_mode, serve_problem
     from voicebot.web import serve as run_server
 
+    settings = _settings(ctx)
+    port = settings.port if port is None else port
+    announce = ""
+    if dev or settings.dev:
+        settings, announce = apply_dev_mode(settings, port)
+    else:
+        problem = serve_problem(settings)
+        if problem:
+            raise click.ClickException(f"cannot start: {problem}")
     try:
-        run_server(_settings(ctx), port=port)
+        run_server(settings, port=port, announce=announce)
     except VoicebotError as exc:   # an invalid flow stops start-up with every problem listed
         raise click.ClickException(f"cannot start:\n{exc}") from None
 

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
             "en": ["agent", "operator", "representative", "human"],
         },
     },
-    "web": {"host": "0.0.0.0", "port": 5000},
+    "web": {"host": "0.0.0.0", "port": 5000, "webhook_threads": 8, "metrics_port": 0},
     "speech": {
         "models_dir": "models",
         "models": {},
@@ -50,7 +50,26 @@ DEFAULTS: dict[str, Any] = {
         "agent_sip": "",
         "agent_queue": "",
         "caller_id": "",
+        "max_calls": 24,
+        "max_pending_streams": 8,
+        "start_timeout_seconds": 5.0,
+        "media_timeout_seconds": 5.0,
+        "rest_timeout_seconds": 10.0,
+        "sms_countries": ["NL", "BE"],
+        "sms_per_number_per_day": 3,
     },
+}
+
+DEV_ENV = "VOICEBOT_DEV"
+DEV_TOKEN_FILE = Path(".run") / "dev-auth-token"
+LOOPBACK = "127.0.0.1"
+
+# ISO country code -> E.164 dialling prefix, for telephony.sms_countries. Add a line to allow a
+# country that is not here.
+COUNTRY_PREFIXES = {
+    "NL": "+31", "BE": "+32", "LU": "+352", "DE": "+49", "FR": "+33", "GB": "+44", "IE": "+353",
+    "ES": "+34", "IT": "+39", "AT": "+43", "CH": "+41", "DK": "+45", "SE": "+46", "NO": "+47",
+    "PL": "+48", "PT": "+351", "US": "+1", "CA": "+1", "KR": "+82",
 }
 
 # Settings whose value maps a free key (a language) to a value: merged key by key, never checked
@@ -85,14 +104,22 @@ class TelephonySettings:
     """The Twilio side. Secrets (auth token, account SID) come only from the environment."""
 
     public_url: str = ""
-    verify_signatures: bool = True
+    verify_signatures: bool = True   # always True: the unsigned mode was replaced by the development mode
     agent_number: str = ""
     agent_sip: str = ""
     agent_queue: str = ""
     caller_id: str = ""
+    max_calls: int = 24
+    max_pending_streams: int = 8
+    start_timeout_seconds: float = 5.0
+    media_timeout_seconds: float = 5.0
+    rest_timeout_seconds: float = 10.0
+    sms_countries: tuple[str, ...] = ("NL", "BE")
+    sms_per_number_per_day: int = 3
     auth_token: str = field(default="", repr=False)
     account_sid: str = ""
     api_base: str = ""
+    stream_secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,10 @@ class Settings:
     transfer_words: dict[str, list[str]]
     host: str
     port: int
+    webhook_threads: int = 8
+    metrics_port: int = 0
+    metrics_token: str = field(default="", repr=False)
+    dev: bool = False
     hash_salt: str = field(repr=False, default="")
     root: Path = Path(".")
     speech: SpeechSettings = field(default_factory=SpeechSettings)
@@ -143,6 +174,30 @@ def _merge(defaults: dict[str, Any], given: Mapping[str, Any], path: str, errors
     return out
 
 
+def _check_limits(merged: dict[str, Any], errors: list[str]) -> None:
+    """Limits that would make the server refuse everything, or wait forever, are errors."""
+    tel, web = merged["telephony"], merged["web"]
+    if not tel.get("verify_signatures", True):
+        errors.append("'telephony.verify_signatures: false' was removed: for local development run "
+                      "`voicebot serve --dev` (loopback only, requests signed with a local token)")
+    for key in ("max_calls", "max_pending_streams", "sms_per_number_per_day"):
+        if isinstance(tel[key], int) and tel[key] < 1:
+            errors.append(f"'telephony.{key}' must be at least 1")
+    for key in ("start_timeout_seconds", "media_timeout_seconds", "rest_timeout_seconds"):
+        if isinstance(tel[key], (int, float)) and not 0 < tel[key] <= 300:
+            errors.append(f"'telephony.{key}' must be between 0 and 300 seconds")
+    if isinstance(web["metrics_port"], int) and not 0 <= web["metrics_port"] < 65536:
+        errors.append("'web.metrics_port' must be a port number, or 0 for /metrics on the main port")
+    if isinstance(web["webhook_threads"], int) and web["webhook_threads"] < 2:
+        errors.append("'web.webhook_threads' must be at least 2")
+    countries = tel["sms_countries"]
+    if isinstance(countries, list):
+        unknown = [c for c in countries if c not in COUNTRY_PREFIXES]
+        if unknown:
+            errors.append(f"'telephony.sms_countries': unknown country code(s) {unknown}; "
+                          f"known: {', '.join(sorted(COUNTRY_PREFIXES))}")
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``path`` (or $VOICEBOT_CONFIG, or ./config.yaml) and the environment."""
     env = os.environ if environ is None else environ
@@ -159,6 +214,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         raise ConfigError(f"{file}: no such config file")
     errors: list[str] = []
     merged = _merge(DEFAULTS, given, "", errors)
+    _check_limits(merged, errors)
+    if env.get("VOICEBOT_INSECURE_NO_SIGNATURES") == "1":
+        errors.append("VOICEBOT_INSECURE_NO_SIGNATURES was removed: for local development run "
+                      "`voicebot serve --dev` (or VOICEBOT_DEV=1): loopback only, signed with a local token")
     if errors:
         raise ConfigError(f"{file}: " + "; ".join(errors))
     root = file.resolve().parent
@@ -178,6 +237,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         transfer_words=merged["dialog"]["transfer_words"],
         host=merged["web"]["host"],
         port=int(env.get("PORT") or merged["web"]["port"]),
+        webhook_threads=merged["web"]["webhook_threads"],
+        metrics_port=merged["web"]["metrics_port"],
+        metrics_token=env.get("VOICEBOT_METRICS_TOKEN", ""),
+        dev=env.get(DEV_ENV, "") not in ("", "0"),
         hash_salt=env.get("VOICEBOT_HASH_SALT", ""),
         root=root,
         speech=SpeechSettings(
@@ -192,10 +255,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         ),
         telephony=TelephonySettings(
             public_url=(env.get("PUBLIC_URL") or tel["public_url"]).rstrip("/"),
-            verify_signatures=tel["verify_signatures"] and env.get("VOICEBOT_INSECURE_NO_SIGNATURES") != "1",
             agent_number=tel["agent_number"], agent_sip=tel["agent_sip"], agent_queue=tel["agent_queue"],
-            caller_id=tel["caller_id"],
+            caller_id=tel["caller_id"], max_calls=tel["max_calls"], max_pending_streams=tel["max_pending_streams"],
+            start_timeout_seconds=tel["start_timeout_seconds"], media_timeout_seconds=tel["media_timeout_seconds"],
+            rest_timeout_seconds=tel["rest_timeout_seconds"], sms_countries=tuple(tel["sms_countries"]),
+            sms_per_number_per_day=tel["sms_per_number_per_day"],
             auth_token=env.get("TWILIO_AUTH_TOKEN", ""), account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
-            api_base=env.get("TWILIO_API_BASE", ""),
+            api_base=env.get("TWILIO_API_BASE", ""), stream_secret=env.get("VOICEBOT_STREAM_SECRET", ""),
         ),
     )

@@ -6,18 +6,31 @@ start-up, and /healthz reports Redis instead of failing on it.
 
 Every request under /twilio/, the WebSocket handshake included, must carry a valid
 X-Twilio-Signature for the PUBLIC address Twilio called (``telephony.public_url`` / PUBLIC_URL),
-never the address Flask sees behind a proxy or tunnel. A bad or missing signature gets 403 and a
-log line. ``telephony.verify_signatures: false`` turns this off for local development, with a
-warning at start-up and on every request.
+never the address Flask sees behind a proxy or tunnel. A bad or missing signature gets 403, a
+count and a log line with the method, the path and facts about the headers (never body values).
+There is no unsigned mode: local development runs with a generated token (see devmode.py).
+
+Nothing can hold the server: bodies over ``MAX_BODY_BYTES`` are refused (413) from their
+Content-Length, before anything is read; a media socket that sends no accepted ``start`` within
+``telephony.start_timeout_seconds`` or nothing at all for ``telephony.media_timeout_seconds`` is
+closed, pings find dead peers, at most ``telephony.max_pending_streams`` sockets may be waiting for
+their ``start`` (more get 503 before the upgrade), and gunicorn has ``web.webhook_threads``
+threads beyond the sockets' so a full house never blocks ``/twilio/voice``. A call that comes in
+while ``telephony.max_calls`` streams are live hears a short message and waits in the agents'
+queue: never silence.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import logging
+import threading
+import time
 from typing import Any
 
 import redis
-from flask import Flask, Response, abort, jsonify, request
+from flask import Flask, Response, abort, g, jsonify, request
 from flask_sock import Sock
 from gunicorn.app.base import BaseApplication
 from redis.backoff import NoBackoff
@@ -25,9 +38,12 @@ from redis.retry import Retry
 
 from voicebot import __version__
 from voicebot.config import Settings, load_settings
+from voicebot.dialog.hours import is_open
 from voicebot.telephony import twiml
+from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
 from voicebot.telephony.session import CallSession
+from voicebot.telephony.stream_auth import TOKEN_PARAMETER
 
 log = logging.getLogger("voicebot.web")
 XML = "text/xml"
@@ -35,6 +51,12 @@ XML = "text/xml"
 # A health check that hangs is worse than one that says "down": load balancers and the telephony
 # provider's webhooks time out long before a default Redis socket timeout would.
 REDIS_PING_TIMEOUT = 0.5
+# Twilio's webhooks are a few KB of form fields; nothing legitimate comes near this.
+MAX_BODY_BYTES = 64 * 1024
+# The socket loop wakes this often to check its deadlines.
+POLL_SECONDS = 0.5
+# simple_websocket pings every this many seconds and closes a peer that did not answer the last ping.
+PING_SECONDS = 10
 
 
 def _redis_client(url: str) -> redis.Redis | None:
@@ -76,40 +98,77 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         settings = load_settings()
     app = Flask("voicebot")
     app.config["VOICEBOT_SETTINGS"] = settings
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": None, "max_message_size": 256 * 1024}
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": PING_SECONDS, "max_message_size": 256 * 1024}
     health_redis = _redis_client(settings.redis_url)
     rt = runtime or Runtime(settings)
     app.extensions["voicebot_runtime"] = rt
     tel = settings.telephony
-    if not tel.verify_signatures:
-        log.warning("Twilio signature checking is OFF (telephony.verify_signatures): anyone can post calls. "
-                    "Local development only.")
-    elif not (tel.auth_token and tel.public_url):
-        log.error("TWILIO_AUTH_TOKEN and PUBLIC_URL (telephony.public_url) must be set: every Twilio request "
-                  "is refused until they are")
+    configured = bool(tel.auth_token and tel.public_url)
+    if not configured:
+        log.warning("TWILIO_AUTH_TOKEN and PUBLIC_URL (telephony.public_url) are not both set: every Twilio request "
+                    "is refused and /healthz answers 503")
 
     @app.get("/healthz")
     def healthz() -> Any:
-        # Always 200: the process can take calls without Redis, so an orchestrator must not
-        # restart it for a Redis outage; the "redis" field tells monitoring what is degraded.
-        return jsonify(status="ok", version=__version__, redis=_redis_status(health_redis))
+        """200 when calls can be taken, else 503 with the reasons. Redis down is reported, not fatal:
+        calls go on without it, so an orchestrator must not restart the process for it."""
+        problems = []
+        if not configured:
+            problems.append("not configured: TWILIO_AUTH_TOKEN and PUBLIC_URL must be set")
+        if not rt.ready.is_set():
+            problems.append("starting: speech models and prompts are not ready yet")
+        body = {"status": "ok" if not problems else "unavailable", "version": __version__,
+                "redis": _redis_status(health_redis), "ready": rt.ready.is_set()}
+        if problems:
+            body["problems"] = problems
+        if settings.dev:
+            body["mode"] = "development"
+        return jsonify(body), 200 if not problems else 503
 
     @app.get("/metrics")
     def metrics() -> Any:
+        if settings.metrics_port:
+            return Response(f"metrics are served on 127.0.0.1:{settings.metrics_port}\n", status=404,
+                            mimetype="text/plain")
+        if settings.metrics_token and not _bearer_ok(settings.metrics_token):
+            return Response("a bearer token is needed (VOICEBOT_METRICS_TOKEN)\n", status=401,
+                            mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         return Response(rt.metrics.render(), mimetype="text/plain; version=0.0.4")
 
     @app.before_request
-    def check_signature() -> Any:
+    def guard() -> Any:
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            # Refused from the header alone: not one byte of the body is read.
+            log.warning("refused %s %s: body of %d bytes (at most %d)", request.method, esc(request.path), length,
+                        MAX_BODY_BYTES)
+            return Response("request body too large\n", status=413, mimetype="text/plain")
         if not request.path.startswith("/twilio/"):
             return None
-        if not tel.verify_signatures:
-            log.warning("unsigned request accepted for %s (signature checking is off)", request.path)
-            return None
-        if _signature_ok(settings):
-            return None
+        if not _signature_ok(settings):
+            refuse("bad or missing X-Twilio-Signature")
+        if request.path == "/twilio/media":
+            if not rt.open_pending():
+                rt.metrics.closed_sockets.labels(reason="too_many_pending").inc()
+                log.warning("refused a media socket: %d sockets are already waiting for their start",
+                            tel.max_pending_streams)
+                return Response("too many streams starting\n", status=503, mimetype="text/plain",
+                                headers={"Retry-After": "1"})
+            g.pending_socket = True
+        return None
+
+    @app.teardown_request
+    def release_pending(_exc: BaseException | None) -> None:
+        if g.pop("pending_socket", False):
+            rt.close_pending()
+
+    def refuse(why: str) -> None:
+        """403 with a log line of header facts only: the body of an unauthenticated request is not logged."""
         rt.metrics.refused.inc()
-        log.warning("refused %s %s: bad or missing X-Twilio-Signature (CallSid %s)", request.method, request.path,
-                    request.values.get("CallSid", "-"))
+        log.warning("refused %s %s: %s (signature header %s, %s bytes, user agent %s)", request.method,
+                    esc(request.path), why, "present" if request.headers.get("X-Twilio-Signature") else "absent",
+                    request.content_length or 0, esc(request.headers.get("User-Agent", ""), 48))
         abort(403)
 
     def public() -> str:
@@ -120,11 +179,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         call_sid = request.form.get("CallSid", "")
         if not call_sid:
             return Response("a Twilio voice webhook needs CallSid\n", status=400, mimetype="text/plain")
+        if _finished(rt, call_sid, "/twilio/voice"):
+            return Response(twiml.hangup(), mimetype=XML)
         flow = rt.flow(request.args.get("flow"))
         rt.metrics.calls.inc()
-        rt.store.update(call_sid, caller=request.form.get("From", ""), called=request.form.get("To", ""),
-                        flow=flow.id, language=flow.language, status=request.form.get("CallStatus", ""))
-        params = {"from": request.form.get("From", ""), "to": request.form.get("To", ""), "flow": flow.id}
+        fields = {"caller": request.form.get("From", ""), "called": request.form.get("To", ""), "flow": flow.id,
+                  "language": flow.language, "status": request.form.get("CallStatus", "")}
+        if rt.at_capacity():
+            return Response(_over_capacity(rt, tel, public(), call_sid, flow, fields), mimetype=XML)
+        rt.store.update(call_sid, **fields)
+        params = {"from": fields["caller"], "to": fields["called"], "flow": flow.id,
+                  TOKEN_PARAMETER: rt.call_token(call_sid)}
         return Response(twiml.connect_stream(public(), params), mimetype=XML)
 
     @app.post("/twilio/after-stream")
@@ -135,8 +200,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.route("/twilio/whisper", methods=["GET", "POST"])
     def whisper() -> Any:
+        """The agent's briefing: only for the call whose token the URL carries (and the leg's parent)."""
         call_sid = request.args.get("call", "")
-        record = rt.store.get(call_sid) or {} if call_sid else {}
+        if not rt.token_ok(call_sid, request.args.get(TOKEN_PARAMETER, "")):
+            refuse("whisper without the token of its call")
+        parent = request.values.get("ParentCallSid")
+        if parent and parent != call_sid:
+            refuse("whisper for a call that is not the leg's parent")
+        record = rt.store.get(call_sid) or {}
         context = (record.get("ending") or {}).get("context") or {}
         flow = rt.flow(record.get("flow"))
         text = context.get("summary") or flow.msg("summary_no_intent")
@@ -153,14 +224,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         record = rt.store.get(call_sid) or {}
         flow = rt.flow(record.get("flow"))
         queue = (record.get("ending") or {}).get("queue") or flow.spec.transfer.queue
-        log.warning("call %s: agent leg %s; caller goes to queue %s", call_sid, status, queue)
+        log.warning("call %s: agent leg %s; caller goes to queue %s", esc(call_sid), esc(status), esc(queue))
         return Response(twiml.transfer(public(), call_sid, queue=tel.agent_queue or queue,
                                        announce=flow.msg("closed"), language=flow.language), mimetype=XML)
 
     @app.post("/twilio/status")
     def status() -> Any:
         call_sid = request.form.get("CallSid", "")
-        if call_sid:
+        if call_sid and not _finished(rt, call_sid, "/twilio/status"):
             _finalise(rt, call_sid, request.form.get("CallStatus", ""), request.form.get("CallDuration", ""))
         return Response(status=204)
 
@@ -168,7 +239,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def stream_status() -> Any:
         event, error = request.form.get("StreamEvent", ""), request.form.get("StreamError", "")
         level = logging.ERROR if event == "stream-error" else logging.INFO
-        log.log(level, "call %s: %s %s", request.form.get("CallSid", "-"), event, error)
+        log.log(level, "call %s: %s %s", esc(request.form.get("CallSid")), esc(event, 32), esc(error, 200))
         return Response(status=204)
 
     sock = Sock(app)
@@ -178,19 +249,80 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         from simple_websocket import ConnectionClosed
 
         session = CallSession(rt, ws.send, ws.close)
+        opened = last = time.monotonic()
+        started = False
         try:
             while not session.closed:
-                raw = ws.receive(timeout=1.0)
-                if raw is not None:
-                    session.on_message(raw)
+                raw = ws.receive(timeout=POLL_SECONDS)
+                now = time.monotonic()
+                if raw is None:
+                    why = ("no_start" if not started and now - opened > tel.start_timeout_seconds else
+                           "silent" if now - last > tel.media_timeout_seconds else None)
+                    if why:
+                        rt.metrics.closed_sockets.labels(reason=why).inc()
+                        log.warning("call %s: closing the media socket: %s", esc(_call_sid(session)),
+                                    "no accepted start in time" if why == "no_start" else "no message in time")
+                        ws.close(reason=1008, message=why)
+                        break
+                    continue
+                last = now
+                session.on_message(raw)
+                if not started and _started(session):
+                    started = True
+                    if g.pop("pending_socket", False):
+                        rt.close_pending()
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("media stream failed")
         finally:
             session.on_socket_closed()
+            if started:
+                rt.release_stream(_call_sid(session))
 
     return app
+
+
+def _started(session: Any) -> bool:
+    """Whether the session accepted a start (``started``; older sessions: ``info`` is set)."""
+    started = getattr(session, "started", None)
+    return bool(started) if started is not None else getattr(session, "info", None) is not None
+
+
+def _call_sid(session: Any) -> str | None:
+    info = getattr(session, "info", None)
+    return getattr(info, "call_sid", None) or getattr(session, "call_sid", None)
+
+
+def _bearer_ok(token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode())
+
+
+def _finished(rt: Runtime, call_sid: str, path: str) -> bool:
+    """A webhook for a call that is over (a replay) changes nothing and renews no TTL."""
+    record = rt.store.get(call_sid)
+    if not (record and record.get("finished")):
+        return False
+    rt.metrics.replays.inc()
+    log.warning("call %s: %s after the call finished; ignored", esc(call_sid), path)
+    return True
+
+
+def _over_capacity(rt: Runtime, tel: Any, public: str, call_sid: str, flow: Any, fields: dict[str, Any]) -> str:
+    """No room for another stream: a short message and the agents' queue (the after-hours one when closed)."""
+    transfer = flow.spec.transfer
+    queue, say = transfer.queue, flow.msg("transfer")
+    if flow.spec.hours and transfer.closed_queue:
+        if not is_open(flow.spec.hours, dt.datetime.fromisoformat(rt.local_time(flow))):
+            queue, say = transfer.closed_queue, transfer.closed_say or flow.msg("closed")
+    queue = tel.agent_queue or queue
+    rt.metrics.over_capacity.inc()
+    log.warning("call %s: %d streams live (telephony.max_calls %d); the caller goes to queue %s", esc(call_sid),
+                rt.live_streams(), tel.max_calls, esc(queue))
+    rt.store.update(call_sid, **fields, ending={"action": "transfer", "queue": queue, "reason": "capacity",
+                                                "context": {"call_id": call_sid, "reason": "capacity"}})
+    return twiml.transfer(public, call_sid, queue=queue, announce=say, language=flow.language)
 
 
 def _signature_ok(settings: Settings) -> bool:
@@ -215,7 +347,7 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
     if ending.get("action") == "hangup":
         return twiml.hangup()
     if ending.get("action") != "transfer":
-        log.error("call %s: the stream ended without a decision; handing the caller to a person", call_sid or "-")
+        log.error("call %s: the stream ended without a decision; handing the caller to a person", esc(call_sid))
         rt.store.update(call_sid, ending={"action": "transfer", "queue": flow.spec.transfer.queue, "reason": "error",
                                           "context": {"call_id": call_sid, "reason": "error",
                                                       "summary": flow.msg("summary_reason",
@@ -227,7 +359,7 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
     after_hours = (ending.get("context") or {}).get("after_hours")
     number, sip = ("", "") if after_hours else (tel.agent_number, tel.agent_sip)
     return twiml.transfer(public, call_sid, number=number, sip=sip, queue=tel.agent_queue or queue,
-                          announce=announce, language=flow.language)
+                          announce=announce, language=flow.language, token=rt.call_token(call_sid))
 
 
 def _finalise(rt: Runtime, call_sid: str, status: str, duration: str) -> None:
@@ -265,27 +397,105 @@ class _Server(BaseApplication):
         return self._app
 
 
-def serve(settings: Settings, port: int | None = None) -> None:
+class _Starting:
+    """While the app is being built, every request on the port gets 503 "starting" (not a refused
+    connection), so a load balancer, `make run`'s user and the tests can tell "busy starting" from "down"."""
+
+    def __init__(self, host: str, port: int):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Starting(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                body = b'{"status": "unavailable", "ready": false, "problems": ["starting: loading the flows"]}\n'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Retry-After", "5")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server: Any = None
+        try:
+            self._server = ThreadingHTTPServer((host, port), Starting)
+        except OSError:
+            return              # the port is taken: gunicorn will say so
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="voicebot-starting", daemon=True).start()
+
+    def __enter__(self) -> "_Starting":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def start_metrics_server(settings: Settings, runtime: Runtime) -> Any:
+    """``web.metrics_port``: /metrics on the loopback address only, for a scraper on the same host
+    (or behind its own tunnel); the public port then has no /metrics at all."""
+    from prometheus_client import start_http_server
+
+    if not settings.metrics_port:
+        return None
+    server = start_http_server(settings.metrics_port, addr="127.0.0.1", registry=runtime.metrics.registry)
+    log.info("metrics on http://127.0.0.1:%d/metrics only", settings.metrics_port)
+    return server
+
+
+def _worker_started(settings: Settings, runtime: Runtime) -> None:
+    runtime.prepare()
+    try:
+        start_metrics_server(settings, runtime)
+    except OSError as exc:
+        log.error("metrics port 127.0.0.1:%d cannot be opened (%s); metrics are not served", settings.metrics_port,
+                  exc)
+
+
+def thread_count(settings: Settings) -> int:
+    """Every live stream and every starting socket holds a thread; webhooks keep threads of their own."""
+    tel = settings.telephony
+    return tel.max_calls + tel.max_pending_streams + settings.webhook_threads
+
+
+def serve(settings: Settings, port: int | None = None, announce: str = "") -> None:
     """Run the app under gunicorn until it is stopped.
 
     Threads rather than processes, because a live call holds its media websocket (flask-sock),
-    and so one thread, for the whole call: 32 threads is 32 concurrent calls. ``timeout`` 0 turns
-    off gunicorn's worker timeout, which would otherwise kill the worker in the middle of long
-    calls. The app is built here, before gunicorn starts, so a bad
-    config stops `voicebot serve` with its own message instead of a worker boot loop.
+    and so one thread, for the whole call: ``thread_count`` sizes the pool so that
+    ``telephony.max_calls`` calls, ``telephony.max_pending_streams`` starting sockets and
+    ``web.webhook_threads`` webhooks fit at once. ``timeout`` 0 turns off gunicorn's worker
+    timeout, which would otherwise kill the worker in the middle of long calls. The app is built
+    here, before gunicorn starts, so a bad config stops `voicebot serve` with its own message
+    instead of a worker boot loop.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    if announce:
+        log.info("%s", announce)
+    port = port or settings.port
+    log.info("loading and checking the flows (training their intent classifiers can take a while); "
+             "/healthz answers 503 until calls can be taken")
+    with _Starting(settings.host, port):
+        app = create_app(settings)
     runtime = app.extensions["voicebot_runtime"]
+    log.info("listening on %s:%d with %d threads (up to %d calls); /healthz says 200 once ready to take calls",
+             settings.host, port, thread_count(settings), settings.telephony.max_calls)
     options = {
-        "bind": f"{settings.host}:{port or settings.port}",
+        "bind": f"{settings.host}:{port}",
         "worker_class": "gthread",
         "workers": 1,
-        "threads": 32,
+        "threads": thread_count(settings),
         "timeout": 0,
         "accesslog": "-",
         # Models, recognisers and the synthesiser's thread are made in the worker, after the fork:
         # threads do not survive a fork.
-        "post_worker_init": lambda worker: runtime.prepare(),
+        "post_worker_init": lambda worker: _worker_started(settings, runtime),
     }
     _Server(app, options).run()

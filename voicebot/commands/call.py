@@ -63,7 +63,8 @@ def _turns_from_options(order: list[str], values: dict[str, tuple[str, ...]]) ->
 @click.option("--public-url", envvar="PUBLIC_URL", default=None,
               help="The base URL the server validates signatures against (env PUBLIC_URL; default: --server).")
 @click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", default=None,
-              help="The server's Twilio Auth Token, to sign requests (env TWILIO_AUTH_TOKEN).")
+              help="The server's Twilio Auth Token, to sign requests (env TWILIO_AUTH_TOKEN; default: the token "
+                   "a development server wrote to .run/dev-auth-token).")
 @click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", default=None,
               help="AccountSid to send (env TWILIO_ACCOUNT_SID; default: a random one).")
 @click.option("--from", "caller", default=None, help="Caller's number [default: +31612345678].")
@@ -93,8 +94,11 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
     from voicebot.telephony.emulator import DEFAULT_CALLED, DEFAULT_CALLER, load_scenario, place_call
 
     if not auth_token:
+        auth_token = _dev_token(ctx)
+    if not auth_token:
         raise click.UsageError("no auth token: pass --auth-token or set TWILIO_AUTH_TOKEN to the server's "
-                               "Twilio Auth Token (requests are signed with it)")
+                               "Twilio Auth Token (requests are signed with it); a development server "
+                               "(`make run`, `voicebot serve --dev`) writes one to .run/dev-auth-token")
     if script and (say or dtmf or wav):
         raise click.UsageError("use either --script or --say/--dtmf/--wav, not both")
     try:
@@ -118,6 +122,23 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
     _summary(report, checked=bool(scenario.get("expect")))
     if not report.passed:
         sys.exit(1)
+
+
+def _dev_token(ctx: click.Context) -> str:
+    """The token a development server on this checkout wrote (next to config.yaml, else here)."""
+    from voicebot.config import load_settings
+    from voicebot.errors import ConfigError
+    from voicebot.telephony.devmode import read_dev_token
+
+    config = (ctx.find_root().obj or {}).get("config_path")
+    try:
+        root = load_settings(config).root
+    except ConfigError:
+        root = Path.cwd()
+    token = read_dev_token(root) or read_dev_token(Path.cwd())
+    if token:
+        click.echo(f"signing with the development token in {root / '.run' / 'dev-auth-token'}", err=True)
+    return token
 
 
 def _summary(report: Any, checked: bool) -> None:

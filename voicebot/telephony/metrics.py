@@ -34,6 +34,20 @@ class Metrics:
                                     ["kind"], registry=r)
         self.refused = Counter("voicebot_refused_requests_total", "Requests with a bad or missing Twilio signature",
                                registry=r)
+        self.refused_streams = Counter("voicebot_refused_streams_total",
+                                       "Media streams refused at 'start': bad_token, wrong_account, already_live, full",
+                                       ["kind"], registry=r)
+        self.closed_sockets = Counter("voicebot_closed_sockets_total",
+                                      "Media sockets the server closed or refused (no_start, silent, too_many_pending)",
+                                      ["reason"], registry=r)
+        self.over_capacity = Counter("voicebot_calls_over_capacity_total",
+                                     "Calls answered while telephony.max_calls streams were live: sent to the queue",
+                                     registry=r)
+        self.replays = Counter("voicebot_replayed_webhooks_total", "Webhooks for a call that had already finished",
+                               registry=r)
+        self.sms_sent = Counter("voicebot_sms_sent_total", "Text messages handed to Twilio", registry=r)
+        self.sms_refused = Counter("voicebot_sms_refused_total",
+                                   "Text messages not sent (country, not_e164, daily_limit)", ["reason"], registry=r)
         self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
                                 ["flow", "step", "kind"], registry=r)
 

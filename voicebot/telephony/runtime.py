@@ -5,7 +5,13 @@ Built once when the app starts. The expensive parts are prepared in the backgrou
 caller does not wait: each flow language's model is loaded and its recogniser pool warmed on the
 flow's own prompts (a fresh Vosk recogniser decodes three times slower until its cache fills), and
 the prompts are rendered into the cache. A language without a model is logged and the service
-starts anyway: its calls go on by keypad and reach a person.
+starts anyway: its calls go on by keypad and reach a person. ``ready`` is set (and one log line
+says so) when that work is done: /healthz answers 503 until then.
+
+The runtime also admits media streams (``admit_stream``: the call's token, its account, one live
+stream per call, at most ``telephony.max_calls`` live streams) and counts sockets that have not
+sent ``start`` yet, so that neither forged nor idle sockets can take a call or the server's threads.
+Handoff jobs and text messages run on executors of their own, never behind the start-up work.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from voicebot.flow import Flow, load_flows
 from voicebot.speech.audio import ulaw_to_pcm
 from voicebot.speech.prompts import PromptAudio, static_prompts
 from voicebot.speech.recognizer import SpeechModels
+from voicebot.telephony.logsafe import esc
 from voicebot.telephony.metrics import Metrics
+from voicebot.telephony.sms import SmsSender
 from voicebot.telephony.store import CallStore
+from voicebot.telephony.stream_auth import TOKEN_PARAMETER, StreamClaims, stream_secret, stream_token, token_ok
 
 log = logging.getLogger("voicebot.runtime")
 
@@ -49,10 +58,16 @@ class Runtime:
         self.prompts = PromptAudio(settings.prompts)
         self.store = CallStore(settings.redis_url, settings.call_ttl_seconds)
         self.metrics = Metrics()
-        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-bg")
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-startup")
+        self._handoff = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-handoff")
         self._queue: Any = None
-        self._sms_client: Any = None
+        self.sms = SmsSender(settings, self.metrics, self.store.redis)
         self.ready = threading.Event()
+        tel = settings.telephony
+        self.secret = stream_secret(tel.stream_secret, tel.auth_token)
+        self.claims = StreamClaims(self.store.redis)
+        self._pending = 0
+        self._pending_lock = threading.Lock()
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -63,26 +78,37 @@ class Runtime:
             future.result()
 
     def _prepare(self) -> None:
-        for language in sorted({f.language for f in self.flows.values()}):
-            try:
-                model = self.models.get(language)      # first: a caller may already be waiting for it
-            except VoicebotError as exc:
-                model = None
-                log.error("%s; calls in '%s' will use the keypad and reach a person", exc, language)
-            speech = b""
-            for flow in (f for f in self.flows.values() if f.language == language):
-                for text, prompt_id in static_prompts(flow):
-                    try:
-                        audio = self.prompts.audio_for(text, language, prompt_id)
-                    except Exception as exc:
-                        log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
-                        break
-                    if len(speech) < 8000 * 20:
-                        speech += audio
-            if model is not None:
-                model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
-                log.info("speech model for '%s' ready at %s", language, model.path)
+        speech_for, keypad_for = [], []
+        try:
+            for language in sorted({f.language for f in self.flows.values()}):
+                (speech_for if self._prepare_language(language) else keypad_for).append(language)
+        except Exception:   # never leave /healthz at 503 for ever: calls still reach a person
+            log.exception("start-up work failed; taking calls anyway")
         self.ready.set()
+        log.info("ready to take calls: %d flow(s); speech recognition for %s; keypad only for %s; prompts rendered",
+                 len(self.flows), ", ".join(speech_for) or "no language", ", ".join(keypad_for) or "no language")
+
+    def _prepare_language(self, language: str) -> bool:
+        """Load the language's model and render its flows' prompts; False when it has no model."""
+        try:
+            model = self.models.get(language)      # first: a caller may already be waiting for it
+        except VoicebotError as exc:
+            model = None
+            log.warning("%s; calls in '%s' will use the keypad and reach a person", exc, language)
+        speech = b""
+        for flow in (f for f in self.flows.values() if f.language == language):
+            for text, prompt_id in static_prompts(flow):
+                try:
+                    audio = self.prompts.audio_for(text, language, prompt_id)
+                except Exception as exc:
+                    log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
+                    break
+                if len(speech) < 8000 * 20:
+                    speech += audio
+        if model is not None:
+            model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
+            log.info("speech model for '%s' ready at %s", language, model.path)
+        return model is not None
 
     # -- per call ------------------------------------------------------------------------------
 
@@ -91,7 +117,7 @@ class Runtime:
         if flow_id and flow_id in self.flows:
             return self.flows[flow_id]
         if flow_id:
-            log.warning("unknown flow '%s' requested; using the default", flow_id)
+            log.warning("unknown flow %s requested; using the default", esc(flow_id))
         return self.flows.get(self.settings.default_flow) or next(iter(self.flows.values()))
 
     def local_time(self, flow: Flow) -> str:
@@ -99,9 +125,75 @@ class Runtime:
         zone = ZoneInfo(flow.spec.hours.timezone) if flow.spec.hours else None
         return dt.datetime.now(zone).replace(tzinfo=None, microsecond=0).isoformat()
 
+    # -- media streams: who may stream, and how many ---------------------------------------------
+
+    def call_token(self, call_sid: str) -> str:
+        """The token ``/twilio/voice`` gives a call (as ``<Parameter name="token">`` and on the whisper URL)."""
+        return stream_token(self.secret, call_sid)
+
+    def token_ok(self, call_sid: str, token: Any) -> bool:
+        return token_ok(self.secret, call_sid, token)
+
+    def admit_stream(self, start: Any) -> str | None:
+        """None: the stream may serve its call (and now holds the call's live-stream claim).
+
+        Else the kind of refusal, already logged and counted: ``bad_token`` (the token is not the
+        one of this callSid), ``wrong_account`` (not TWILIO_ACCOUNT_SID), ``full``
+        (``telephony.max_calls`` live streams in this process) or ``already_live`` (the call has a
+        live stream here or on another node). Nothing is stored for a refused stream.
+
+        Without a secret (no TWILIO_AUTH_TOKEN and no VOICEBOT_STREAM_SECRET) no token can be
+        checked; no stream gets this far then, because every handshake is refused for its signature.
+        """
+        tel = self.settings.telephony
+        params = getattr(start, "parameters", None) or {}
+        kind = None
+        if self.secret and not self.token_ok(start.call_sid, params.get(TOKEN_PARAMETER)):
+            kind = "bad_token"
+        elif tel.account_sid and start.account_sid != tel.account_sid:
+            kind = "wrong_account"
+        elif self.claims.live() >= tel.max_calls:
+            kind = "full"
+        elif not self.claims.claim(start.call_sid):
+            kind = "already_live"
+        if kind is None:
+            return None
+        self.metrics.refused_streams.labels(kind=kind).inc()
+        log.warning("refused stream %s for call %s (account %s): %s", esc(start.stream_sid), esc(start.call_sid),
+                    esc(start.account_sid), kind)
+        return kind
+
+    def release_stream(self, call_sid: str) -> None:
+        """The call's stream has ended: another may take it (a reconnect). Safe to call twice."""
+        self.claims.release(call_sid)
+
+    def live_streams(self) -> int:
+        return self.claims.live()
+
+    def at_capacity(self) -> bool:
+        """A new call now would find no room for its stream (live streams plus sockets starting)."""
+        with self._pending_lock:
+            pending = self._pending
+        return self.claims.live() + pending >= self.settings.telephony.max_calls
+
+    def open_pending(self) -> bool:
+        """A socket is being opened: False when ``telephony.max_pending_streams`` have not started yet."""
+        with self._pending_lock:
+            if self._pending >= self.settings.telephony.max_pending_streams:
+                return False
+            self._pending += 1
+            return True
+
+    def close_pending(self) -> None:
+        """That socket sent an accepted start, or is gone."""
+        with self._pending_lock:
+            self._pending = max(0, self._pending - 1)
+
+    # -- after a call --------------------------------------------------------------------------
+
     def enqueue_handoff(self, context: dict[str, Any]) -> None:
         """Push the agent's context through RQ; a dead Redis is logged, the transfer goes on."""
-        self._background.submit(self._enqueue, context)
+        self._handoff.submit(self._enqueue, context)
 
     def _enqueue(self, context: dict[str, Any]) -> None:
         from rq import Queue
@@ -119,22 +211,5 @@ class Runtime:
                       context.get("call_id"), exc)
 
     def send_sms(self, info: Any, action: Any) -> None:
-        self._background.submit(self._send_sms, info, action)
-
-    def _send_sms(self, info: Any, action: Any) -> None:
-        tel = self.settings.telephony
-        if not (tel.account_sid and tel.auth_token):
-            log.warning("call %s: text message not sent: TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set", info.call_sid)
-            return
-        try:
-            if self._sms_client is None:
-                from twilio.rest import Client
-
-                client = Client(tel.account_sid, tel.auth_token)
-                if tel.api_base:
-                    client.api.base_url = tel.api_base
-                self._sms_client = client
-            self._sms_client.messages.create(to=action.to, from_=tel.caller_id or info.called, body=action.text)
-            log.info("call %s: summary sent by text message", info.call_sid)
-        except Exception as exc:  # twilio raises its own and requests' errors
-            log.error("call %s: text message failed: %s", info.call_sid, exc)
+        """Text the caller (allowed countries, a few per number per day; see telephony/sms.py)."""
+        self.sms.submit(info, action)

@@ -31,6 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
@@ -156,6 +157,10 @@ class CallSession:
             raise _BadMessage("'start' without callSid/streamSid")
         params = start.get("customParameters") if isinstance(start.get("customParameters"), dict) else {}
         params = {str(k): str(v) for k, v in params.items()}
+        if self.rt.admit_stream(SimpleNamespace(call_sid=str(start["callSid"]), account_sid=str(start.get(
+                "accountSid", "")), stream_sid=str(message.get("streamSid") or start["streamSid"]), parameters=params)):
+            self.closed = True      # refused: logged and counted by the runtime, nothing stored
+            return self._close()
         self.info = CallInfo(call_sid=str(start["callSid"]), stream_sid=str(message.get("streamSid") or
                                                                              start["streamSid"]),
                              account_sid=str(start.get("accountSid", "")), caller=params.get("from", ""),
@@ -480,6 +485,7 @@ class CallSession:
         if self.info is not None and not getattr(self, "_counted_out", False):
             self._counted_out = True
             self.rt.metrics.active_calls.dec()
+            self.rt.release_stream(self.info.call_sid)
 
     def _save(self) -> None:
         if self.info is not None and self.state is not None:

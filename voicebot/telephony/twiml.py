@@ -1,7 +1,8 @@
 """The TwiML documents voicebot answers with, built with the twilio package's own builders.
 
 - The incoming call connects a bidirectional stream. Its address carries no query string (Twilio
-  drops it, error 31920): the call's data travels as ``<Parameter>``s.
+  drops it, error 31920): the call's data travels as ``<Parameter>``s, the call's token among them
+  (see stream_auth.py).
 - After the stream: a transfer dials the agent with ``answerOnBridge`` (the caller keeps hearing
   ringing, not silence) and a whisper URL that briefs the agent before the caller is connected;
   or the caller is put in a Twilio queue; or the call is hung up.
@@ -35,11 +36,12 @@ def connect_stream(public_url: str, parameters: dict[str, str]) -> str:
 
 
 def transfer(public_url: str, call_sid: str, *, number: str = "", sip: str = "", queue: str = "",
-             announce: str = "", language: str = "") -> str:
+             announce: str = "", language: str = "", token: str = "") -> str:
+    """Dial the agent (with the whisper, whose URL carries the call's token) or enqueue the caller."""
     response = VoiceResponse()
     if announce:
         response.say(announce, language=SAY_LANGUAGES.get(language, language or "en-GB"))
-    whisper = f"{public_url}/twilio/whisper?{urlencode({'call': call_sid})}"
+    whisper = f"{public_url}/twilio/whisper?{urlencode({'call': call_sid, 'token': token})}"
     if number or sip:
         dial = Dial(answer_on_bridge=True, action=f"{public_url}/twilio/dial-status", method="POST")
         if sip:
