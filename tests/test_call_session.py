@@ -24,11 +24,12 @@ from voicebot.telephony.session import CallSession
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
+SECRET = "session-test-secret"
 
 
 @pytest.fixture(scope="module")
 def runtime(redis_url, speech_models, tmp_path_factory):
-    settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url})
+    settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": SECRET})
     settings = dataclasses.replace(
         settings, flows_dir=DATA, default_flow="ko_test",
         prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("cache")))
@@ -38,15 +39,17 @@ def runtime(redis_url, speech_models, tmp_path_factory):
 class Line:
     """Twilio's side of one stream, driven by hand."""
 
-    def __init__(self, rt: Runtime, call_sid: str, flow: str = "ko_test"):
+    def __init__(self, rt: Runtime, call_sid: str, flow: str = "ko_test", token: str | None = None):
         self.out: list[dict] = []
         self.closed = False
         self.call_sid = call_sid
         self.session = CallSession(rt, lambda raw: self.out.append(json.loads(raw)), self._close)
         self.raw('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+        token = rt.call_token(call_sid) if token is None else token
         self.send(event="start", sequenceNumber="1", streamSid="MZ1",
                   start={"streamSid": "MZ1", "accountSid": "AC1", "callSid": call_sid, "tracks": ["inbound"],
-                         "customParameters": {"from": "+821012345678", "to": "+82200000000", "flow": flow},
+                         "customParameters": {"from": "+821012345678", "to": "+82200000000", "flow": flow,
+                                              "token": token},
                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}})
 
     def _close(self):
@@ -59,7 +62,11 @@ class Line:
         self.raw(json.dumps(message))
 
     def media(self, ulaw: bytes):
+        """Faster than real time, but never so far ahead that the recogniser's one-second backlog overflows."""
         for i in range(0, len(ulaw), 160):
+            recognizer = self.session.recognizer
+            while recognizer is not None and recognizer.backlog_seconds > 0.5:
+                time.sleep(0.005)
             self.send(event="media", streamSid="MZ1",
                       media={"track": "inbound", "payload": base64.b64encode(ulaw[i:i + 160]).decode()})
 
@@ -153,23 +160,25 @@ def test_no_input_starts_after_the_prompt_and_twice_reaches_a_person(runtime):
 
 
 @pytest.mark.parametrize("message, kind", [
-    ("this is not json", "not JSON"),
-    ('["a list"]', "no 'event'"),
-    ('{"event": "bogus", "streamSid": "MZ1"}', "unknown event"),
-    ('{"event": "media", "streamSid": "MZ-other", "media": {"payload": "/w=="}}', "another streamSid"),
-    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "!!not base64!!"}}', "not base64"),
-    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "' + "A" * 20000 + '"}}', "oversized"),
-    ('{"event": "media", "streamSid": "MZ1"}', "without a payload"),
-    ('{"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "x"}}', "valid digit"),
-    ('{"event": "mark", "streamSid": "MZ1", "mark": {}}', "without a name"),
-    ('{"event": "start", "streamSid": "MZ1", "start": {}}', "a second 'start'"),
+    ("this is not json", "not_json"),
+    ('["a list"]', "not_object"),
+    ('{"event": "bogus", "streamSid": "MZ1"}', "unknown_event"),
+    ('{"event": "media", "streamSid": "MZ-other", "media": {"payload": "/w=="}}', "wrong_stream"),
+    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "!!not base64!!"}}', "payload_not_base64"),
+    ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "' + "A" * 20000 + '"}}', "payload_oversized"),
+    ('{"event": "media", "streamSid": "MZ1"}', "no_payload"),
+    ('{"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "x"}}', "bad_digit"),
+    ('{"event": "mark", "streamSid": "MZ1", "mark": {}}', "bad_mark_name"),
+    ('{"event": "start", "streamSid": "MZ1", "start": {}}', "second_start"),
+    ("[" * 100_000 + "]" * 100_000, "oversized"),
+    ('{"a":' * 5000 + '1' + '}' * 5000, "too_deep"),
 ])
 def test_bad_messages_are_logged_and_the_call_goes_on(runtime, caplog, message, kind):
     line = Line(runtime, f"CA-bad-{abs(hash(message))}")
     before = len(line.out)
     with caplog.at_level("WARNING", logger="voicebot.call"):
         line.raw(message)
-    assert kind in caplog.text and line.session.info.call_sid in caplog.text
+    assert kind in caplog.text and line.call_sid in caplog.text
     assert not line.closed and len(line.out) == before
     line.echo_marks()
     line.dtmf("0")                              # still working: the caller reaches a person
@@ -180,7 +189,7 @@ def test_media_before_start_is_refused(runtime, caplog):
     session = CallSession(runtime, lambda raw: None, lambda: None)
     with caplog.at_level("WARNING", logger="voicebot.call"):
         session.on_message(json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": "/w=="}}))
-    assert "'media' before 'start'" in caplog.text
+    assert "before_start" in caplog.text and not session.started
 
 
 def test_without_a_speech_model_the_caller_is_told_and_uses_the_keypad(settings, tmp_path):
@@ -192,7 +201,7 @@ def test_without_a_speech_model_the_caller_is_told_and_uses_the_keypad(settings,
     assert any(s.startswith("음성 인식을 사용할 수 없습니다") for s in line.said())
     line.echo_marks()
     line.dtmf("1")                              # first choice by key
-    assert line.said()[-1] == "번호를 눌러 주세요"
+    assert line.said()[-1] == "번호를 누르고 우물 정자를 눌러 주세요"   # the keypad wording of the question
     line.echo_marks()
     line.dtmf("0#")
     line.echo_marks()
@@ -210,7 +219,8 @@ def test_a_broken_synthesiser_hands_the_call_to_a_person_announced_by_twilio(run
     line.dtmf("1")
     assert line.closed
     record = runtime.store.get("CA-tts")
-    assert record["ending"]["action"] == "transfer" and record["announce"] is True
+    assert record["ending"]["action"] == "transfer" and record["ending"]["reason"] == "error"
+    assert record["announce"] == "상담원에게 연결해 드리겠습니다"     # said by Twilio's voice, not ours
 
 
 def test_socket_dying_mid_prompt_leaves_a_transfer_for_after_stream(runtime):
@@ -263,5 +273,57 @@ def test_a_recogniser_that_fails_switches_the_call_to_the_keypad(runtime, speech
     line.wait(lambda: any(s.startswith("음성 인식을 사용할 수 없습니다") for s in line.said()))
     line.echo_marks()
     line.dtmf("1")
-    assert line.said()[-1] == "번호를 눌러 주세요"
+    assert line.said()[-1] == "번호를 누르고 우물 정자를 눌러 주세요"
     assert not line.closed
+
+
+# -- a stream belongs to its call ---------------------------------------------------------------------
+
+def _audio_bytes(line: Line) -> int:
+    return sum(len(m["media"]["payload"]) for m in line.out if m["event"] == "media")
+
+
+@pytest.mark.parametrize("token", ["", "0" * 64, "not-a-token"])
+def test_a_start_without_its_calls_token_gets_nothing_and_changes_nothing(runtime, token):
+    owner = Line(runtime, "CA-owned")
+    before = runtime.store.get("CA-owned")
+    intruder = Line(runtime, "CA-owned", token=token)
+    assert intruder.closed and intruder.out == [] and not intruder.session.started
+    assert runtime.store.get("CA-owned")["state"] == before["state"]
+    owner.echo_marks()
+    owner.dtmf("0")                           # the real call is not disturbed
+    assert runtime.store.get("CA-owned")["ending"]["reason"] == "explicit_request"
+
+
+def test_another_calls_token_does_not_open_this_call(runtime):
+    Line(runtime, "CA-victim")
+    intruder = Line(runtime, "CA-victim", token=runtime.call_token("CA-attacker"))
+    assert intruder.closed and _audio_bytes(intruder) == 0
+
+
+def test_a_second_stream_for_a_live_call_is_refused_even_with_the_token(runtime):
+    owner = Line(runtime, "CA-live")
+    second = Line(runtime, "CA-live")
+    assert second.closed and second.out == []
+    assert not owner.closed
+
+
+def test_a_wrong_account_is_refused(runtime, speech_models):
+    tel = dataclasses.replace(runtime.settings.telephony, account_sid="AC" + "9" * 32)
+    rt = Runtime(dataclasses.replace(runtime.settings, telephony=tel), flows=runtime.flows, models=speech_models)
+    line = Line(rt, "CA-account")                 # the Line's start says AC1
+    assert line.closed and line.out == [] and rt.store.get("CA-account") is None
+
+
+def test_a_stream_resumes_its_call_only_with_its_token(runtime):
+    first = Line(runtime, "CA-resume")
+    first.echo_marks()
+    first.dtmf("1")                              # on to the number question
+    assert first.said()[-1] == "번호를 눌러 주세요"
+    state = runtime.store.get("CA-resume")["state"]
+    runtime.release_stream("CA-resume")          # the node serving it died: its claim expired
+    refused = Line(runtime, "CA-resume", token=runtime.call_token("CA-other"))
+    assert refused.closed and runtime.store.get("CA-resume")["state"] == state
+    again = Line(runtime, "CA-resume")
+    assert again.said() == ["번호를 눌러 주세요"]   # the step it stopped at, asked again
+    assert runtime.store.get("CA-resume")["state"]["slots"] == {"booking": "reserve"}

@@ -266,10 +266,9 @@ def test_at_most_a_few_text_messages_per_number_per_day(redis_url, where):
 
 
 def test_refused_text_messages_are_masked_and_counted(runtime, caplog):
-    info = SimpleNamespace(call_sid="CA-s", called="+31850000000")
     with caplog.at_level(logging.WARNING, logger="voicebot.sms"):
-        assert not runtime.sms.send(info, SendSms(to="+447700900123", text="x"))
-        assert not runtime.sms.send(info, SendSms(to="+31 6 12", text="x"))
+        assert not runtime.sms.send("CA-s", "+31850000000", SendSms(to="+447700900123", text="x"))
+        assert not runtime.sms.send("CA-s", "+31850000000", SendSms(to="+31 6 12", text="x"))
     assert metric(runtime, "voicebot_sms_refused_total", reason="country") == 1
     assert metric(runtime, "voicebot_sms_refused_total", reason="not_e164") == 1
     assert "+447700900123" not in caplog.text and "+447*******23" in caplog.text
@@ -474,12 +473,11 @@ def test_a_16_mb_body_is_refused_without_reading_it(server):
     assert urllib.request.urlopen(server.url + "/healthz", timeout=5).status == 200
 
 
-def test_without_any_secret_the_token_cannot_be_checked_and_the_handshake_is_what_refuses(redis_url, tmp_path):
+def test_without_any_secret_every_stream_and_handshake_is_refused(redis_url, tmp_path):
     settings = make_settings(redis_url, tmp_path)
     bare = Runtime(dataclasses.replace(settings, telephony=dataclasses.replace(
-        settings.telephony, auth_token="", account_sid="")))
-    assert bare.admit_stream(start("CA-bare")) is None
-    bare.release_stream("CA-bare")
+        settings.telephony, auth_token="", account_sid="", stream_secret="")))
+    assert bare.admit_stream(start("CA-bare")) == "bad_token"      # fails closed: no token can prove a call
     client = create_app(bare.settings, runtime=bare).test_client()
     assert client.get("/twilio/media", headers={"X-Twilio-Signature": "anything"}).status_code == 403
 

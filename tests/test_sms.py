@@ -15,7 +15,6 @@ import pytest
 from voicebot.config import load_settings
 from voicebot.dialog.actions import SendSms
 from voicebot.telephony.runtime import Runtime
-from voicebot.telephony.session import CallInfo
 
 REPO = Path(__file__).resolve().parent.parent
 SID = "AC" + "1" * 32
@@ -67,8 +66,7 @@ def wait_for(condition, seconds=10.0):
 
 def test_summary_is_sent_as_a_text_message(api, redis_url, tmp_path):
     rt = runtime_for(api, redis_url, tmp_path)
-    info = CallInfo(call_sid="CA-sms", stream_sid="MZ1", called="+31850000000")
-    rt.send_sms(info, SendSms(to="+31612345678", text="Samenvatting van uw gesprek: meterstand 12345."))
+    rt.send_sms("CA-sms", "+31850000000", SendSms(to="+31612345678", text="Samenvatting van uw gesprek: meterstand 12345."))
     wait_for(lambda: FakeTwilio.received)
     path, form, auth = FakeTwilio.received[0]
     assert path == f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -81,7 +79,6 @@ def test_a_refused_text_message_is_logged_and_the_call_goes_on(api, redis_url, t
     FakeTwilio.status = 400
     rt = runtime_for(api, redis_url, tmp_path)
     with caplog.at_level("ERROR", logger="voicebot.runtime"):
-        rt.send_sms(CallInfo(call_sid="CA-sms2", stream_sid="MZ1", called="+3185"), SendSms(to="+32470123456",
-                                                                                            text="x"))
+        rt.send_sms("CA-sms2", "+3185", SendSms(to="+32470123456", text="x"))
         wait_for(lambda: "text message failed" in caplog.text)
     assert "CA-sms2" in caplog.text and "tok" not in caplog.text

@@ -42,6 +42,7 @@ from voicebot.dialog.hours import is_open
 from voicebot.telephony import twiml
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
+from voicebot.telephony.failover import failure_transfer
 from voicebot.telephony.session import CallSession
 from voicebot.telephony.stream_auth import TOKEN_PARAMETER
 
@@ -260,14 +261,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            "silent" if now - last > tel.media_timeout_seconds else None)
                     if why:
                         rt.metrics.closed_sockets.labels(reason=why).inc()
-                        log.warning("call %s: closing the media socket: %s", esc(_call_sid(session)),
+                        log.warning("call %s: closing the media socket: %s", esc(session.call_sid),
                                     "no accepted start in time" if why == "no_start" else "no message in time")
                         ws.close(reason=1008, message=why)
                         break
                     continue
                 last = now
                 session.on_message(raw)
-                if not started and _started(session):
+                if not started and session.started:
                     started = True
                     if g.pop("pending_socket", False):
                         rt.close_pending()
@@ -276,22 +277,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         except Exception:
             log.exception("media stream failed")
         finally:
-            session.on_socket_closed()
-            if started:
-                rt.release_stream(_call_sid(session))
+            session.on_socket_closed()         # releases the call's stream claim, if it had one
 
     return app
-
-
-def _started(session: Any) -> bool:
-    """Whether the session accepted a start (``started``; older sessions: ``info`` is set)."""
-    started = getattr(session, "started", None)
-    return bool(started) if started is not None else getattr(session, "info", None) is not None
-
-
-def _call_sid(session: Any) -> str | None:
-    info = getattr(session, "info", None)
-    return getattr(info, "call_sid", None) or getattr(session, "call_sid", None)
 
 
 def _bearer_ok(token: str) -> bool:
@@ -320,8 +308,8 @@ def _over_capacity(rt: Runtime, tel: Any, public: str, call_sid: str, flow: Any,
     rt.metrics.over_capacity.inc()
     log.warning("call %s: %d streams live (telephony.max_calls %d); the caller goes to queue %s", esc(call_sid),
                 rt.live_streams(), tel.max_calls, esc(queue))
-    rt.store.update(call_sid, **fields, ending={"action": "transfer", "queue": queue, "reason": "capacity",
-                                                "context": {"call_id": call_sid, "reason": "capacity"}})
+    # The caller has said nothing yet: there is no context for an agent, only where the call went.
+    rt.store.update(call_sid, **fields, ending={"action": "transfer", "queue": queue, "reason": "capacity"})
     return twiml.transfer(public, call_sid, queue=queue, announce=say, language=flow.language)
 
 
@@ -348,13 +336,14 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
         return twiml.hangup()
     if ending.get("action") != "transfer":
         log.error("call %s: the stream ended without a decision; handing the caller to a person", esc(call_sid))
-        rt.store.update(call_sid, ending={"action": "transfer", "queue": flow.spec.transfer.queue, "reason": "error",
-                                          "context": {"call_id": call_sid, "reason": "error",
-                                                      "summary": flow.msg("summary_reason",
-                                                                          reason=flow.msg("reason_error"))}})
-        record = {**record, "announce": True}
-        ending = {"queue": flow.spec.transfer.queue}
-    announce = flow.msg("transfer") if record.get("announce") else ""
+        transfer, said = failure_transfer(rt.engines[flow.id], call_sid, record)
+        ending = {"action": "transfer", "queue": transfer.queue, "reason": transfer.reason,
+                  "context": transfer.context}
+        rt.store.update(call_sid, ending=ending, announce=said)
+        rt.enqueue_handoff(transfer.context)
+        record = {**record, "announce": said}
+    announce = record.get("announce")
+    announce = announce if isinstance(announce, str) else flow.msg("transfer") if announce else ""
     queue = ending.get("queue") or flow.spec.transfer.queue
     after_hours = (ending.get("context") or {}).get("after_hours")
     number, sip = ("", "") if after_hours else (tel.agent_number, tel.agent_sip)

@@ -142,13 +142,14 @@ class Runtime:
         (``telephony.max_calls`` live streams in this process) or ``already_live`` (the call has a
         live stream here or on another node). Nothing is stored for a refused stream.
 
-        Without a secret (no TWILIO_AUTH_TOKEN and no VOICEBOT_STREAM_SECRET) no token can be
-        checked; no stream gets this far then, because every handshake is refused for its signature.
+        Without a secret (no TWILIO_AUTH_TOKEN and no VOICEBOT_STREAM_SECRET) no token can prove
+        a call, so every stream is refused (``bad_token``): failing closed, whatever let the
+        handshake through.
         """
         tel = self.settings.telephony
         params = getattr(start, "parameters", None) or {}
         kind = None
-        if self.secret and not self.token_ok(start.call_sid, params.get(TOKEN_PARAMETER)):
+        if not (self.secret and self.token_ok(start.call_sid, params.get(TOKEN_PARAMETER))):
             kind = "bad_token"
         elif tel.account_sid and start.account_sid != tel.account_sid:
             kind = "wrong_account"
@@ -210,6 +211,6 @@ class Runtime:
             log.error("call %s: handoff context not queued (%s); the transfer goes on, the agent gets the whisper",
                       context.get("call_id"), exc)
 
-    def send_sms(self, info: Any, action: Any) -> None:
-        """Text the caller (allowed countries, a few per number per day; see telephony/sms.py)."""
-        self.sms.submit(info, action)
+    def send_sms(self, call_sid: str, sender: str, action: Any) -> None:
+        """Text the caller from ``sender`` (allowed countries, a few per number per day; see telephony/sms.py)."""
+        self.sms.submit(call_sid, sender, action)

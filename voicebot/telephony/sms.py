@@ -88,33 +88,33 @@ class SmsSender:
         self._client: Any = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-sms")
 
-    def submit(self, info: Any, action: Any) -> None:
-        self._pool.submit(self.send, info, action)
+    def submit(self, call_sid: str, sender: str, action: Any) -> None:
+        self._pool.submit(self.send, call_sid, sender, action)
 
     def refused(self, call_sid: str, number: str, reason: str) -> None:
         self.metrics.sms_refused.labels(reason=reason).inc()
         log.warning("call %s: text message to %s not sent (%s)", esc(call_sid), esc(mask_number(str(number))), reason)
 
-    def send(self, info: Any, action: Any) -> bool:
+    def send(self, call_sid: str, sender: str, action: Any) -> bool:
         tel = self.settings.telephony
         problem = country_problem(action.to, self.countries)
         if problem:
-            self.refused(info.call_sid, action.to, problem)
+            self.refused(call_sid, action.to, problem)
             return False
         if not (tel.account_sid and tel.auth_token):
             log.warning("call %s: text message not sent: TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set",
-                        esc(info.call_sid))
+                        esc(call_sid))
             return False
         if not self.limit.take(action.to):
-            self.refused(info.call_sid, action.to, "daily_limit")
+            self.refused(call_sid, action.to, "daily_limit")
             return False
         try:
-            self._rest().messages.create(to=action.to, from_=tel.caller_id or info.called, body=action.text)
+            self._rest().messages.create(to=action.to, from_=tel.caller_id or sender, body=action.text)
         except Exception as exc:  # twilio raises its own and requests' errors
-            log.error("call %s: text message failed: %s", esc(info.call_sid), exc)
+            log.error("call %s: text message failed: %s", esc(call_sid), exc)
             return False
         self.metrics.sms_sent.inc()
-        log.info("call %s: summary sent by text message", esc(info.call_sid))
+        log.info("call %s: summary sent by text message", esc(call_sid))
         return True
 
     def _rest(self) -> Any:
