@@ -190,6 +190,23 @@ class Stream:
             self.media()
         return self.closed
 
+    def drain(self, timeout: float = 0.0) -> bool:
+        """Read what the server sent (echoing marks) without sending audio; True once the server closed."""
+        while not self.closed:
+            try:
+                raw = self.ws.receive(timeout=timeout)
+            except simple_websocket.ConnectionClosed:
+                self.closed = True
+                break
+            if raw is None:
+                break
+            message = json.loads(raw)
+            if message.get("event") == "mark":
+                self.marks.append(message["mark"]["name"])
+                self.send({"event": "mark", "sequenceNumber": self._next(), "streamSid": self.sid,
+                           "mark": message["mark"]})
+        return self.closed
+
     def close(self) -> None:
         try:
             self.ws.close()
