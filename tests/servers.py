@@ -142,7 +142,7 @@ class Stream:
 
         try:
             self.ws.send(message if isinstance(message, str) else json.dumps(message))
-        except simple_websocket.ConnectionClosed:
+        except (simple_websocket.ConnectionClosed, OSError):  # closed, or reset by the server
             self.closed = True
 
     def _next(self) -> str:

@@ -31,6 +31,7 @@ MIN_FRAMES = 1000
 EXAMPLES = 80
 WARM_UP_EXAMPLES = 15
 SETTLE_SECONDS = 30.0
+CALL_SETTLE_SECONDS = 6.0
 
 # -- frames ----------------------------------------------------------------------------------------
 
@@ -143,18 +144,29 @@ def server(tmp_path_factory, redis_url):
 
 
 class Caller:
-    """The fuzzer's side of one live call at a time: a new call whenever the server closed the last one."""
+    """The fuzzer's side of one live call at a time: a new call whenever the server closed the last one.
+
+    Before a new call it waits (a while) for the worker's thread count to come back to what it was
+    before the last call, so calls do not pile up while the server is still tidying up the last
+    one: the worker's request thread pool, which grows with concurrency and never shrinks, then
+    stays at the size the warm-up gave it, and any thread count above the baseline is a thread left
+    behind by a call.
+    """
 
     def __init__(self, server: Server):
         self.server = server
+        self.pid = server.worker_pid()
         self.stream: Stream | None = None
         self.calls = 0
         self.sent = 0
+        self._threads_before = threads(self.pid)
 
     def live(self) -> Stream:
         if self.stream is None or self.stream.closed:
             if self.stream is not None:
                 self.stream.close()
+                _settle(self.pid, at_most=self._threads_before, timeout=CALL_SETTLE_SECONDS)
+            self._threads_before = threads(self.pid)
             call = "CA" + secrets.token_hex(16)
             voice = signed_post(self.server, self.server.public_url + "/twilio/voice", voice_params(call))
             self.stream = Stream(self.server, voice, call)
@@ -179,12 +191,13 @@ class Caller:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+            _settle(self.pid, at_most=self._threads_before, timeout=CALL_SETTLE_SECONDS)
 
 
-def _settle(pid: int, at_most: int | None = None, steady: float = 2.0) -> int:
+def _settle(pid: int, at_most: int | None = None, steady: float = 2.0, timeout: float = SETTLE_SECONDS) -> int:
     """The worker's thread count once it is down to ``at_most``, or (no target) unchanged for ``steady``
-    seconds; after SETTLE_SECONDS, whatever it is then."""
-    deadline = time.monotonic() + SETTLE_SECONDS
+    seconds; after ``timeout``, whatever it is then."""
+    deadline = time.monotonic() + timeout
     count, since = threads(pid), time.monotonic()
     while time.monotonic() < deadline:
         if at_most is not None and count <= at_most:
@@ -226,7 +239,7 @@ def test_fuzzed_frames_on_live_calls_break_nothing(server):
     for caller in warm:
         caller.live().pump(0.3)
     for caller in warm:
-        caller.hang_up()
+        caller.stream.close()
     _fuzz(Caller(server), WARM_UP_EXAMPLES, pid)
     baseline = _settle(pid)
 
