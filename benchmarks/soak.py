@@ -1,7 +1,7 @@
 """Rounds of emulated calls against one voicebot server for a long time: does the worker keep growing?
 
     python benchmarks/soak.py [--calls 4] [--minutes 30] [--scenario turns|keys]
-                              [--server URL --auth-token TOKEN [--pid PID]]
+                              [--server URL --auth-token TOKEN [--account-sid AC...] [--pid PID]]
 
 Without ``--server`` it starts its own redis-server and `voicebot serve` (gunicorn, the Korean test
 flow tests/data/ko.yaml, the real Korean model). Each round places ``--calls`` calls at once with
@@ -164,16 +164,16 @@ def settled_threads(pid: int, steady: float = 1.5) -> int:
 
 # -- calls -----------------------------------------------------------------------------------------
 
-def one_call(args: tuple[str, str, str, int]) -> str:
+def one_call(args: tuple[str, str, str, str, int]) -> str:
     """Place one call; '' when it ended as the scenario should, else what went wrong."""
     from voicebot.errors import VoicebotError
     from voicebot.telephony.emulator import place_call
 
-    url, token, scenario, seed = args
+    url, token, account, scenario, seed = args
     time.sleep(seed * 0.137)           # calls do not all start on the same frame
     try:
         report = place_call(url, SCENARIOS[scenario], auth_token=token, voice="ko", max_seconds=90,
-                            account_sid=ACCOUNT)
+                            account_sid=account)
     except VoicebotError as exc:
         return str(exc)
     if report.timed_out:
@@ -196,6 +196,8 @@ def main() -> int:
     parser.add_argument("--server", help="a running server's URL (default: start one)")
     parser.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN", ""),
                         help="the server's TWILIO_AUTH_TOKEN (with --server)")
+    parser.add_argument("--account-sid", default=os.environ.get("TWILIO_ACCOUNT_SID", ""),
+                        help="the server's TWILIO_ACCOUNT_SID (with --server)")
     parser.add_argument("--pid", type=int, help="the server's gunicorn worker or master (with --server)")
     args = parser.parse_args()
     if args.calls < 1 or args.minutes <= 0 or args.warm_up < 0:
@@ -205,18 +207,18 @@ def main() -> int:
     if args.server:
         if not args.auth_token:
             parser.error("--server needs --auth-token (or TWILIO_AUTH_TOKEN)")
-        url, token = args.server.rstrip("/"), args.auth_token
+        url, token, account = args.server.rstrip("/"), args.auth_token, args.account_sid or ACCOUNT
         master = args.pid or listening_pid(urllib.parse.urlsplit(url).port or 80)
         if master is None:
             parser.error(f"no local process listens on {url}; give --pid")
     else:
         tmp = Path(tempfile.mkdtemp(prefix="voicebot-soak-"))
         redis_proc, server, url = start(tmp)
-        token, master = TOKEN, server.pid
+        token, account, master = TOKEN, ACCOUNT, server.pid
         print(f"server log: {tmp / 'server.log'}")
     try:
         pid = worker_of(master)
-        if one_call((url, token, "keys", 0)):   # the first call may wait for the model: not measured
+        if one_call((url, token, account, "keys", 0)):   # the first call may wait for the model: not measured
             print("warning: the first call did not reach a transfer", file=sys.stderr)
         print(f"\nworker pid {pid}; {args.calls} '{args.scenario}' calls at once per round for "
               f"{args.minutes:g} minutes, {args.warm_up} warm-up round(s); "
@@ -229,7 +231,7 @@ def main() -> int:
         end = t0 + args.minutes * 60
         with multiprocessing.get_context("fork").Pool(args.calls) as pool:
             while time.monotonic() < end or not rows:
-                problems = pool.map(one_call, [(url, token, args.scenario, i) for i in range(args.calls)])
+                problems = pool.map(one_call, [(url, token, account, args.scenario, i) for i in range(args.calls)])
                 done += 1
                 failed += sum(1 for p in problems if p)
                 row = (rss_mb(pid), settled_threads(pid))
