@@ -142,7 +142,7 @@ def test_memory_is_bounded(redis_url):
 
 def test_redis_outage_is_retried_after_a_pause(redis_url, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store_module, "clock", lambda: clock[0])
     store, call = CallStore(redis_url, TTL), sid()
     good = store._redis
     store._redis = redis.Redis.from_url(f"redis://127.0.0.1:{_free_port()}/0", socket_timeout=0.2,

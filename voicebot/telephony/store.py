@@ -39,6 +39,8 @@ REDIS_TIMEOUT = 0.25
 RETRY_AFTER = 5.0
 MEMORY_LIMIT = 5000
 """Calls kept in this process's memory; the least recently written one goes first."""
+clock = time.monotonic
+"""When Redis may be tried again is measured on this clock (tests replace it)."""
 
 
 class CallStore:
@@ -63,10 +65,10 @@ class CallStore:
         return self._redis
 
     def _usable(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._down_until
+        return self._redis is not None and clock() >= self._down_until
 
     def _failed(self, what: str, call_sid: str, exc: Exception) -> None:
-        self._down_until = time.monotonic() + RETRY_AFTER
+        self._down_until = clock() + RETRY_AFTER
         log.warning("call %r: Redis %s failed (%s); continuing from memory", call_sid, what, exc)
 
     def get(self, call_sid: str) -> dict[str, Any] | None:
