@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,49 +17,9 @@ from rq import Queue
 from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
+from servers import ACCOUNT, AGENT, REPO, TOKEN, Server
 from voicebot.telephony.emulator import WebhookRefused, place_call
 from voicebot.telephony.stream_auth import stream_secret, stream_token
-
-REPO = Path(__file__).resolve().parent.parent
-TOKEN = "e2e-auth-token"
-AGENT = "+31201234567"
-
-
-class Server:
-    def __init__(self, tmp: Path, redis_url: str, name: str):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = tmp / f"{name}.yaml"
-        config.write_text(
-            f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
-            f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
-            f"telephony: {{agent_number: '{AGENT}'}}\n")
-        env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
-               "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": self.url}
-        self.log = tmp / f"{name}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
-                                     env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                # 503 while flows, models and prompts load raises HTTPError (an OSError): wait for 200.
-                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.2)
-
-    def stop(self):
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +27,6 @@ def server(tmp_path_factory, redis_url):
     srv = Server(tmp_path_factory.mktemp("e2e"), redis_url, "main")
     yield srv
     srv.stop()
-
-
-ACCOUNT = "AC" + "0" * 32
 
 
 def call(server, turns, **kw):
