@@ -285,25 +285,25 @@ def _audio_bytes(line: Line) -> int:
 
 @pytest.mark.parametrize("token", ["", "0" * 64, "not-a-token"])
 def test_a_start_without_its_calls_token_gets_nothing_and_changes_nothing(runtime, token):
-    owner = Line(runtime, "CA-owned")
-    before = runtime.store.get("CA-owned")
-    intruder = Line(runtime, "CA-owned", token=token)
+    owner = Line(runtime, "CA-session-owned")
+    before = runtime.store.get("CA-session-owned")
+    intruder = Line(runtime, "CA-session-owned", token=token)
     assert intruder.closed and intruder.out == [] and not intruder.session.started
-    assert runtime.store.get("CA-owned")["state"] == before["state"]
+    assert runtime.store.get("CA-session-owned")["state"] == before["state"]
     owner.echo_marks()
     owner.dtmf("0")                           # the real call is not disturbed
-    assert runtime.store.get("CA-owned")["ending"]["reason"] == "explicit_request"
+    assert runtime.store.get("CA-session-owned")["ending"]["reason"] == "explicit_request"
 
 
 def test_another_calls_token_does_not_open_this_call(runtime):
-    Line(runtime, "CA-victim")
-    intruder = Line(runtime, "CA-victim", token=runtime.call_token("CA-attacker"))
+    Line(runtime, "CA-session-victim")
+    intruder = Line(runtime, "CA-session-victim", token=runtime.call_token("CA-attacker"))
     assert intruder.closed and _audio_bytes(intruder) == 0
 
 
 def test_a_second_stream_for_a_live_call_is_refused_even_with_the_token(runtime):
-    owner = Line(runtime, "CA-live")
-    second = Line(runtime, "CA-live")
+    owner = Line(runtime, "CA-session-live")
+    second = Line(runtime, "CA-session-live")
     assert second.closed and second.out == []
     assert not owner.closed
 
