@@ -133,8 +133,9 @@ class CallSession:
     def _start_recognizer(self, language: str) -> bool:
         try:
             self.rt.models.get(language)
-        except VoicebotError as exc:
-            log.error("call %s: no speech recognition (%s); the caller can use the keypad", self.call_sid, exc)
+        except VoicebotError:
+            # Said in full at start-up (and by /healthz, `voicebot doctor`); one line per call is enough.
+            log.info("call %s: keypad only: no speech model for '%s'", self.call_sid, language)
             return False
         self.recognizer = StreamingRecognizer(self.rt.models, language, self._on_speech, name=self.call_sid[-8:])
         return True
