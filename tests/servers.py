@@ -36,17 +36,20 @@ SILENCE = base64.b64encode(b"\xff" * 160).decode()
 class Server:
     """One `voicebot serve` process; ``public_url`` is the address Twilio signs for (default: its own)."""
 
-    def __init__(self, tmp: Path, redis_url: str, name: str, *, public_url: str | None = None):
+    def __init__(self, tmp: Path, redis_url: str, name: str, *, public_url: str | None = None,
+                 token: str = TOKEN, account: str = ACCOUNT, telephony: str = ""):
+        """``telephony``: more settings of that section as YAML flow-style pairs (``max_calls: 2``)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.url
+        self.redis_url = redis_url
         config = tmp / f"{name}.yaml"
         config.write_text(
             f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
-            f"telephony: {{agent_number: '{AGENT}'}}\n")
-        env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
-               "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": self.public_url}
+            f"telephony: {{agent_number: '{AGENT}'{', ' + telephony if telephony else ''}}}\n")
+        env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": token,
+               "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url}
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
@@ -74,6 +77,13 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def metric(self, line: str) -> float:
+        """The value of one /metrics line, e.g. ``voicebot_refused_requests_total``; 0 when absent."""
+        for row in urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode().splitlines():
+            if row.startswith(line + " "):
+                return float(row.rsplit(" ", 1)[1])
+        return 0.0
 
     def worker_pid(self) -> int:
         """The gunicorn worker (the process serving requests): the serve process's child."""

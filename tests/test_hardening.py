@@ -29,6 +29,7 @@ import redis
 from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
+import servers
 from voicebot.config import load_settings
 from voicebot.dialog.actions import SendSms
 from voicebot.telephony.logsafe import esc, mask_number
@@ -276,48 +277,10 @@ def test_refused_text_messages_are_masked_and_counted(runtime, caplog):
 
 # -- over real sockets, against `voicebot serve` under gunicorn ----------------------------------------
 
-class Server:
+class Server(servers.Server):
     def __init__(self, tmp: Path, redis_url: str):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.redis_url = redis_url
-        config = tmp / "hardening.yaml"
-        config.write_text(
-            f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
-            f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
-            "telephony: {agent_number: '+31201234567', max_pending_streams: 8, start_timeout_seconds: 3.0}\n")
-        env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
-               "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": self.url}
-        env.pop("VOICEBOT_DEV", None)
-        self.log = tmp / "hardening.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
-                                     env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()   # 503 raises: not ready yet
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.2)
-
-    def stop(self):
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def metric(self, line: str) -> float:
-        for row in urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode().splitlines():
-            if row.startswith(line + " "):
-                return float(row.rsplit(" ", 1)[1])
-        return 0.0
+        super().__init__(tmp, redis_url, "hardening", token=TOKEN, account=ACCOUNT,
+                         telephony="max_pending_streams: 8, start_timeout_seconds: 3.0")
 
     @property
     def ws_url(self) -> str:
