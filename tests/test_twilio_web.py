@@ -130,6 +130,26 @@ def test_after_stream_dials_the_agent_with_a_whisper(base_settings, runtime):
     assert say.text.startswith("주제 예약") and say.get("language") == "ko-KR"
 
 
+def test_an_after_hours_transfer_skips_the_dial_and_queues_for_a_call_back(base_settings, runtime):
+    client = make_client(base_settings, runtime, agent_number="+31201234567")
+    runtime.store.update("CA-closed", flow="ko_test", language="ko", ending={
+        "action": "transfer", "queue": "evening", "reason": "explicit_request",
+        "context": {"call_id": "CA-closed", "summary": "x", "after_hours": True}})
+    response = post(client, "/twilio/after-stream", {**CALL, "CallSid": "CA-closed", "CallStatus": "in-progress"})
+    root = ET.fromstring(response.data)
+    assert root.find("Dial") is None and root.find("Enqueue").text == "evening"
+
+
+def test_after_stream_without_a_decision_is_handed_over_by_the_engine_with_its_context(base_settings, runtime):
+    client = make_client(base_settings, runtime, agent_number="+31201234567")
+    response = post(client, "/twilio/after-stream", {**CALL, "CallSid": "CA-undecided", "CallStatus": "in-progress"})
+    root = ET.fromstring(response.data)
+    assert root.find("Say").text and root.find("Dial/Number").text == "+31201234567"
+    ending = runtime.store.get("CA-undecided")["ending"]
+    assert ending["reason"] == "error" and ending["context"]["call_id"] == "CA-undecided"
+    assert ending["context"]["summary"] and "transcript" in ending["context"]
+
+
 def test_after_stream_to_a_sip_address_or_a_queue(base_settings, runtime):
     runtime.store.update("CA201", flow="ko_test", ending={"action": "transfer", "queue": "agents", "context": {}})
     sip = make_client(base_settings, runtime, agent_sip="sip:agents@pbx.example.com")
