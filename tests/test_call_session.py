@@ -327,3 +327,17 @@ def test_a_stream_resumes_its_call_only_with_its_token(runtime):
     again = Line(runtime, "CA-resume")
     assert again.said() == ["번호를 눌러 주세요"]   # the step it stopped at, asked again
     assert runtime.store.get("CA-resume")["state"]["slots"] == {"booking": "reserve"}
+
+
+def test_the_question_after_a_long_opening_is_awaited_until_it_has_played(runtime):
+    """A mark echo must not make the next prompt's mark look late (it used to, by the first prompt's length)."""
+    line = Line(runtime, "CA-long-opening")
+    first, second = line.session.turns.prompts
+    opening = first.ends_at
+    question = second.ends_at - first.ends_at
+    line.media(silence(opening))
+    line.send(event="mark", streamSid="MZ1", mark={"name": first.mark})
+    line.media(silence(question + 2.8))                  # the question is late, but not yet lost
+    assert [p.mark for p in line.session.turns.prompts] == [second.mark]
+    line.send(event="mark", streamSid="MZ1", mark={"name": second.mark})
+    assert not line.session.turns.prompts and len(line.said()) == 2   # heard: now the caller's turn
