@@ -341,3 +341,14 @@ def test_the_question_after_a_long_opening_is_awaited_until_it_has_played(runtim
     assert [p.mark for p in line.session.turns.prompts] == [second.mark]
     line.send(event="mark", streamSid="MZ1", mark={"name": second.mark})
     assert not line.session.turns.prompts and len(line.said()) == 2   # heard: now the caller's turn
+
+
+def test_the_reply_to_keys_is_timed_like_the_reply_to_speech(runtime):
+    def replies() -> float:
+        return next(s.value for s in runtime.metrics.response.collect()[0].samples if s.name.endswith("_count"))
+
+    line = Line(runtime, "CA-timed-keys")
+    line.echo_marks()
+    before = replies()
+    line.dtmf("1")                              # one key answers: the next question is the reply
+    assert replies() == before + 1

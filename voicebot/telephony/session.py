@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable
 
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
-from voicebot.dialog.events import CallEnded, CallStarted, Event, SystemFailure, Utterance, Word
+from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, SystemFailure, Utterance, Word
 from voicebot.dialog.state import CallState
 from voicebot.errors import VoicebotError
 from voicebot.speech.recognizer import (
@@ -181,6 +181,8 @@ class CallSession:
                 if self.recognizer is not None:
                     self.recognizer.arm(command.timeout)
             elif isinstance(command, tt.ToDialog):
+                if isinstance(command.event, Digits):
+                    self._response_from = time.monotonic()      # the keys are complete: the reply is due
                 self._dialog(command.event)
             elif isinstance(command, tt.CloseStream):
                 self._finish()
