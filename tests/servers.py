@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-auth-token"
 AGENT = "+31201234567"
 ACCOUNT = "AC" + "0" * 32
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0
+"""Loading flows, the model and prompts takes ~20 s on an idle 2-core machine; far longer when it is busy."""
 SILENCE = base64.b64encode(b"\xff" * 160).decode()
 """20 ms of phone-line silence, as a media payload."""
 
