@@ -21,8 +21,6 @@ from voicebot.errors import VoicebotError
 if TYPE_CHECKING:
     from voicebot.speech.models import ModelInfo
 
-REDIS_TIMEOUT = 0.5  # seconds: doctor must answer promptly when Redis is down
-
 
 def _load(ctx: click.Context) -> Settings:
     try:
@@ -234,26 +232,15 @@ def _model_checks(settings: Settings) -> list[Check]:
 
 
 def _redis_check(url: str) -> Check:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    from voicebot.redis_clients import ping, shown_url
 
-    from voicebot.worker import _shown_url
-
-    shown = _shown_url(url)
     fix = "start redis-server (`make run` does) or set REDIS_URL / redis.url to a running Redis"
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
-                                      retry=Retry(NoBackoff(), 0))
-    except ValueError as exc:
-        return Check("redis", False, f"{shown} is not a valid Redis URL ({exc}); {fix}")
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        return Check("redis", False, f"cannot reach Redis at {shown} ({exc or type(exc).__name__}); {fix}")
-    finally:
-        client.close()
-    return Check("redis", True, f"{shown} answers PING")
+    reason = ping(url, "probe")
+    if reason is None:
+        return Check("redis", True, f"{shown_url(url)} answers PING")
+    if reason.startswith("not a valid Redis URL"):
+        return Check("redis", False, f"{shown_url(url)} is {reason}; {fix}")
+    return Check("redis", False, f"cannot reach Redis at {shown_url(url)} ({reason}); {fix}")
 
 
 def _program_check(program: str, required: bool, fix: str) -> Check:
