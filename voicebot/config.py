@@ -221,7 +221,7 @@ DEFAULTS: dict[str, Any] = _defaults()
 """The defaults as config.yaml shows them: read from the model, never written a second time."""
 
 
-@dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
+@dataclass(frozen=True)
 class Settings:
     """What the code reads: config.yaml's values flattened, environment applied, paths absolute."""
 
