@@ -124,3 +124,40 @@ def test_call_picks_up_the_development_token(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["call", "--server", "http://127.0.0.1:9", "--dtmf", "1"])
     assert f"signing with the development token in {path}" in result.output
     assert "cannot reach the server" in result.output and "Traceback" not in result.output
+
+
+def _imports() -> dict[str, list[tuple[str, str]]]:
+    """Module -> (imported module, imported name or "") for every import in voicebot/, also inside functions."""
+    import ast
+
+    package = REPO / "voicebot"
+    found: dict[str, list[tuple[str, str]]] = {}
+    for file in package.rglob("*.py"):
+        parts = list(file.relative_to(REPO).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        module = ".".join(parts[:-1] if is_package else parts)
+        edges = found.setdefault(module, [])
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges += [(alias.name, "") for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = module.split(".") if is_package else module.split(".")[:-1]
+                    base = ".".join(anchor[:len(anchor) - node.level + 1] + ([base] if base else []))
+                edges += [(base, alias.name) for alias in node.names]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    modules = _imports()
+    private = [f"{module} imports {base}.{name}" for module, edges in modules.items() for base, name in edges
+               if name.startswith("_") and not name.startswith("__") and base.startswith("voicebot")
+               and base != module]
+    assert private == []
+
+
+def test_commands_never_import_the_command_line():
+    back = [f"{module} imports {base}" for module, edges in _imports().items() if module.startswith("voicebot.commands")
+            for base, name in edges if base == "voicebot.cli" or (base == "voicebot" and name == "cli")]
+    assert back == []

@@ -554,12 +554,29 @@ def test_doctor_all_present_exits_0(cfg, redis_url, monkeypatch):
     assert "tok-very-secret-123" not in result.output and "AC-sid-value-456" not in result.output
 
 
-def test_doctor_reports_missing_credentials(cfg, redis_url):
-    result = run(doctor_config(cfg, redis_url, public_url=""), "doctor")
-    assert result.exit_code == 1
-    out = result.output
+def test_doctor_reports_missing_credentials(cfg, redis_url, monkeypatch):
+    """Without Twilio's credentials a developer machine is fine (a warning naming the development
+    mode); with --live, where real calls are the point, they are missing."""
+    for name in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    write_model(cfg.parent / "models" / "xx")
+    config = doctor_config(cfg, redis_url, public_url="")
+    local = run(config, "doctor")
+    out = local.output
     assert "TWILIO_AUTH_TOKEN is not set" in out and "TWILIO_ACCOUNT_SID is not set" in out
-    assert "public_url" in out
+    assert "public_url" in out and "voicebot serve --dev" in out and "needed to take real calls" in out
+    twilio = [line for line in out.splitlines() if "TWILIO" in line or "public_url" in line]
+    assert twilio and all(line.startswith("WARN") for line in twilio)
+    assert "for local use" in out.splitlines()[-1]
+    if not [line for line in out.splitlines() if line.startswith("MISSING")]:   # espeak-ng may be absent here
+        assert local.exit_code == 0, out
+    live = run(config, "doctor", "--live")
+    assert live.exit_code == 1
+    lines = live.output.splitlines()
+    assert next(line for line in lines if "TWILIO_AUTH_TOKEN" in line).startswith("MISSING")
+    assert next(line for line in lines if "public_url" in line).startswith("MISSING")
+    assert next(line for line in lines if "TWILIO_ACCOUNT_SID" in line).startswith("WARN")
+    assert "for taking real calls" in lines[-1]
 
 
 def test_doctor_reads_flow_languages_as_flows_are_read(tmp_path):

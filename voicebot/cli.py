@@ -1,4 +1,8 @@
-"""The `voicebot` command line: one click group, each command a thin wrapper over a module."""
+"""The `voicebot` command line: one click group, each command a thin wrapper over a module.
+
+Commands get their settings and flows from ``voicebot.commands.context``; nothing imports this module
+back (imports run cli -> commands -> the package).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import sys
 
 import click
 
-from voicebot.config import load_settings
+from voicebot.commands.context import flow_path, load_flow_file, settings_from
 
 
 @click.group()
@@ -16,16 +20,6 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     """voicebot: offline telephony voice assistant."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
-
-
-def _settings(ctx: click.Context):
-    """Settings for a command; a bad config.yaml is one clear error line, not a traceback."""
-    from voicebot.errors import ConfigError
-
-    try:
-        return load_settings(ctx.obj.get("config_path"))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -43,7 +37,7 @@ def serve(ctx: click.Context, port: int | None, dev: bool) -> None:
     from voicebot.telephony.devmode import apply_dev_mode, serve_problem
     from voicebot.web import serve as run_server
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     port = settings.port if port is None else port
     announce = ""
     if dev or settings.dev:
@@ -65,30 +59,7 @@ def worker(ctx: click.Context, burst: bool) -> None:
     """Run the RQ worker that handles warm-transfer jobs."""
     from voicebot.worker import run_worker
 
-    sys.exit(run_worker(_settings(ctx), burst=burst))
-
-
-def _flow_file(ctx: click.Context, flow: str | None) -> str:
-    """--flow FILE, else the configured default flow from the flows directory."""
-    if flow:
-        return flow
-    settings = _settings(ctx)
-    candidate = settings.flows_dir / f"{settings.default_flow}.yaml"
-    if not candidate.exists():
-        raise click.UsageError(f"default flow '{settings.default_flow}' not found at {candidate}; pass --flow FILE")
-    return str(candidate)
-
-
-def _load(ctx: click.Context, path: str):
-    from voicebot.errors import FlowError
-    from voicebot.flow import load_flow
-
-    try:
-        return load_flow(path, _settings(ctx).transfer_words)
-    except FlowError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
+    sys.exit(run_worker(settings_from(ctx), burst=burst))
 
 
 @main.group()
@@ -103,7 +74,7 @@ def flows_check(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Validate flow files (default: every flow in the flows directory); exit 1 on any error."""
     from voicebot.flow import check_files
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     paths = list(files) or sorted(str(p) for p in settings.flows_dir.glob("*.yaml"))
     if not paths:
         click.echo(f"no flow files found in {settings.flows_dir}", err=True)
@@ -120,16 +91,16 @@ def flows_check(ctx: click.Context, files: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--flow", "flow_path", type=click.Path(), default=None, help="Flow file (default: the default flow).")
+@click.option("--flow", "flow_file", type=click.Path(), default=None, help="Flow file (default: the default flow).")
 @click.argument("text")
 @click.pass_context
-def nlu(ctx: click.Context, flow_path: str | None, text: str) -> None:
+def nlu(ctx: click.Context, flow_file: str | None, text: str) -> None:
     """Print what the flow understands in TEXT, as JSON (intent null when out of scope)."""
     import json
 
     from voicebot.nlu.slots import extract_entities
 
-    flow = _load(ctx, _flow_file(ctx, flow_path))
+    flow = load_flow_file(ctx, flow_path(ctx, flow_file))
     if flow.classifier is None:
         result = {"intent": None, "confidence": 0.0, "alternatives": []}
     else:
@@ -139,12 +110,12 @@ def nlu(ctx: click.Context, flow_path: str | None, text: str) -> None:
 
 
 @main.command()
-@click.option("--flow", "flow_path", type=click.Path(), default=None, help="Flow file (default: the default flow).")
+@click.option("--flow", "flow_file", type=click.Path(), default=None, help="Flow file (default: the default flow).")
 @click.option("--caller", default="+31612345678", show_default=True, help="Caller's number.")
 @click.option("--at", default=None, help="Call time, ISO 8601 (default: now), for business hours.")
 @click.option("--script", type=click.Path(exists=True), default=None, help="Run a scenario file instead.")
 @click.pass_context
-def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None, script: str | None) -> None:
+def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None, script: str | None) -> None:
     """A text call in the terminal, or (with --script) scripted scenarios with expectations."""
     from voicebot import simulator
     from voicebot.errors import ScenarioError
@@ -154,7 +125,7 @@ def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None,
             defaults, scenarios = simulator.load_scenarios(script)
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
-        flow = _load(ctx, flow_path or defaults.get("flow") or _flow_file(ctx, None))
+        flow = load_flow_file(ctx, flow_path(ctx, flow_file or defaults.get("flow")))
         failed = 0
         for scenario in scenarios:
             result = simulator.run_scenario(flow, scenario, caller=caller if caller != "+31612345678"
@@ -168,7 +139,7 @@ def chat(ctx: click.Context, flow_path: str | None, caller: str, at: str | None,
                     click.echo(f"        | {line}")
         click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
-    flow = _load(ctx, _flow_file(ctx, flow_path))
+    flow = load_flow_file(ctx, flow_path(ctx, flow_file))
     simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout)
 
 

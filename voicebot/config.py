@@ -1,64 +1,32 @@
-"""Settings: config.yaml merged over built-in defaults, secrets from the environment.
+"""Settings: config.yaml read into one pydantic model, the environment applied, paths resolved.
 
-Loaded once into plain dataclasses at start-up; unknown keys and wrong types fail loudly so a
-typo in config.yaml never silently falls back to a default.
+Each setting is written once, in the section classes below, with its default, its type and its
+allowed range; config.yaml shows the same values (a test keeps the two equal). ``load_settings``
+is the only place that reads the environment and the only place that resolves paths. Unknown
+keys, wrong types and values out of range fail loudly, each named with its place in config.yaml,
+so a typo never silently falls back to a default and ``prompts.rate: -5`` is refused.
+
+The sections are pydantic dataclasses: frozen, validated when built, and ``dataclasses.replace``
+works on them (tests and the development mode derive settings that way).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import field_validator
+from pydantic.dataclasses import dataclass
 
 from voicebot.errors import ConfigError
+from voicebot.yaml12 import load_yaml
 
 DEFAULT_CONFIG_FILE = "config.yaml"
-
-DEFAULTS: dict[str, Any] = {
-    "flows": {"dir": "flows", "default": "energie"},
-    "redis": {"url": "redis://localhost:6379/0", "call_ttl_seconds": 86400},
-    "queues": {"handoff": "handoff"},
-    "dialog": {
-        "max_turns": 40,
-        "transfer_words": {
-            "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
-            "en": ["agent", "operator", "representative", "human"],
-        },
-    },
-    "web": {"host": "0.0.0.0", "port": 5000, "webhook_threads": 8, "metrics_port": 0},
-    "speech": {
-        "models_dir": "models",
-        "models": {},
-        "end_silence_ms": 240,
-        "min_speech_ms": 160,
-        "max_utterance_seconds": 15.0,
-        "vad_aggressiveness": 2,
-    },
-    "prompts": {
-        "cache_dir": "audio/cache",
-        "recorded_dir": "audio",
-        "rate": 165,
-        "voices": {"nl": "nl", "en": "en-gb", "ko": "ko"},
-    },
-    "telephony": {
-        "public_url": "",
-        "verify_signatures": True,
-        "agent_number": "",
-        "agent_sip": "",
-        "agent_queue": "",
-        "caller_id": "",
-        "max_calls": 24,
-        "max_pending_streams": 8,
-        "start_timeout_seconds": 5.0,
-        "media_timeout_seconds": 5.0,
-        "rest_timeout_seconds": 10.0,
-        "sms_countries": ["NL", "BE"],
-        "sms_per_number_per_day": 3,
-    },
-}
 
 DEV_ENV = "VOICEBOT_DEV"
 DEV_TOKEN_FILE = Path(".run") / "dev-auth-token"
@@ -72,60 +40,193 @@ COUNTRY_PREFIXES = {
     "PL": "+48", "PT": "+351", "US": "+1", "CA": "+1", "KR": "+82",
 }
 
-# Settings whose value maps a free key (a language) to a value: merged key by key, never checked
-# against the defaults' keys.
-_OPEN_MAPPINGS = {"transfer_words", "models", "voices"}
+_SECTION = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
+def _range(lo: float | None = None, hi: float | None = None, *, above: float | None = None,
+           unit: str = "", note: str = "") -> Any:
+    """A pydantic Field with bounds, and the words the error message uses for them."""
+    return Field(ge=lo, le=hi, gt=above, json_schema_extra={"unit": unit, "note": note})
+
+
+Text = StrictStr
+Name = Annotated[StrictStr, Field(min_length=1)]
+Int = StrictInt
+Seconds = Annotated[StrictFloat, _range(above=0, hi=300, unit="seconds")]
+Port = Annotated[StrictInt, _range(1, 65535)]
+Words = dict[StrictStr, list[StrictStr]]
+Texts = dict[StrictStr, StrictStr]
+
+
+def _over_default(cls: Any, name: str, value: Any) -> Any:
+    """Language-keyed mappings (transfer words, models, voices) are merged key by key over the default."""
+    if isinstance(value, Mapping):
+        default = cls.__pydantic_fields__[name].get_default(call_default_factory=True)
+        return {**default, **value}
+    return value
+
+
+# -- config.yaml, section by section -------------------------------------------------------------
+
+@dataclass(config=_SECTION)
+class FlowsSection:
+    dir: Name = "flows"
+    default: Name = "energie"
+
+
+@dataclass(config=_SECTION)
+class RedisSection:
+    url: Name = "redis://localhost:6379/0"
+    call_ttl_seconds: Annotated[Int, _range(1, unit="seconds")] = 86400
+
+
+@dataclass(config=_SECTION)
+class QueuesSection:
+    handoff: Name = "handoff"
+
+
+@dataclass(config=_SECTION)
+class DialogSection:
+    max_turns: Annotated[Int, _range(1, 1000)] = 40
+    transfer_words: Words = dataclasses.field(default_factory=lambda: {
+        "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
+        "en": ["agent", "operator", "representative", "human"],
+    })
+
+    @field_validator("transfer_words", mode="before")
+    @classmethod
+    def _merge(cls, value: Any) -> Any:
+        return _over_default(cls, "transfer_words", value)
+
+
+@dataclass(config=_SECTION)
+class WebSection:
+    host: Name = "0.0.0.0"
+    port: Port = 5000
+    webhook_threads: Annotated[Int, _range(2, 1000)] = 8
+    metrics_port: Annotated[Int, _range(0, 65535, note="0 serves /metrics on the main port")] = 0
+
+
+@dataclass(config=_SECTION)
 class SpeechSettings:
     """Recognition: where models live and the endpointer's timings (see config.yaml)."""
 
     models_dir: Path = Path("models")
-    models: dict[str, str] = field(default_factory=dict)
-    end_silence_ms: int = 240
-    min_speech_ms: int = 160
-    max_utterance_seconds: float = 15.0
-    vad_aggressiveness: int = 2
+    models: Texts = dataclasses.field(default_factory=dict)
+    end_silence_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 240
+    min_speech_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 160
+    max_utterance_seconds: Annotated[StrictFloat, _range(above=0, hi=300, unit="seconds")] = 15.0
+    vad_aggressiveness: Annotated[Int, _range(0, 3)] = 2
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _merge(cls, value: Any) -> Any:
+        return _over_default(cls, "models", value)
 
 
-@dataclass(frozen=True)
+@dataclass(config=_SECTION)
 class PromptSettings:
     """Prompt audio: synthesis cache, recorded overrides, espeak-ng voice and rate per language."""
 
     cache_dir: Path = Path("audio/cache")
     recorded_dir: Path = Path("audio")
-    rate: int = 165
-    voices: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS["prompts"]["voices"]))
+    rate: Annotated[Int, _range(80, 450, unit="words per minute")] = 165
+    voices: Texts = dataclasses.field(default_factory=lambda: {"nl": "nl", "en": "en-gb", "ko": "ko"})
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _merge(cls, value: Any) -> Any:
+        return _over_default(cls, "voices", value)
 
 
-@dataclass(frozen=True)
+@dataclass(config=_SECTION)
 class TelephonySettings:
-    """The Twilio side. Secrets (auth token, account SID) come only from the environment."""
+    """The Twilio side. The fields after ``sms_per_number_per_day`` come only from the environment."""
 
-    public_url: str = ""
-    verify_signatures: bool = True   # always True: the unsigned mode was replaced by the development mode
-    agent_number: str = ""
-    agent_sip: str = ""
-    agent_queue: str = ""
-    caller_id: str = ""
-    max_calls: int = 24
-    max_pending_streams: int = 8
-    start_timeout_seconds: float = 5.0
-    media_timeout_seconds: float = 5.0
-    rest_timeout_seconds: float = 10.0
-    sms_countries: tuple[str, ...] = ("NL", "BE")
-    sms_per_number_per_day: int = 3
-    auth_token: str = field(default="", repr=False)
-    account_sid: str = ""
-    api_base: str = ""
-    stream_secret: str = field(default="", repr=False)
+    public_url: Text = ""
+    agent_number: Text = ""
+    agent_sip: Text = ""
+    agent_queue: Text = ""
+    caller_id: Text = ""
+    max_calls: Annotated[Int, _range(1, 10000)] = 24
+    max_pending_streams: Annotated[Int, _range(1, 10000)] = 8
+    start_timeout_seconds: Seconds = 5.0
+    media_timeout_seconds: Seconds = 5.0
+    rest_timeout_seconds: Seconds = 10.0
+    sms_countries: tuple[StrictStr, ...] = ("NL", "BE")
+    sms_per_number_per_day: Annotated[Int, _range(1, 1000)] = 3
+    auth_token: Text = dataclasses.field(default="", repr=False)
+    account_sid: Text = ""
+    api_base: Text = ""
+    stream_secret: Text = dataclasses.field(default="", repr=False)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (the address Twilio reaches, signatures are checked "
+                             f"against it), not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("sms_countries")
+    @classmethod
+    def _countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if c not in COUNTRY_PREFIXES]
+        if unknown:
+            raise ValueError(f"unknown country code(s) {unknown}; known: {', '.join(sorted(COUNTRY_PREFIXES))}")
+        return value
+
+
+class ConfigFile(BaseModel):
+    """config.yaml as written: one attribute per section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flows: FlowsSection = FlowsSection()
+    redis: RedisSection = RedisSection()
+    queues: QueuesSection = QueuesSection()
+    dialog: DialogSection = DialogSection()
+    web: WebSection = WebSection()
+    speech: SpeechSettings = SpeechSettings()
+    prompts: PromptSettings = PromptSettings()
+    telephony: TelephonySettings = TelephonySettings()
+
+
+# Environment variables that override a setting of config.yaml (its range still applies).
+ENV_OVERRIDES = {
+    "REDIS_URL": ("redis", "url"),
+    "PORT": ("web", "port"),
+    "PUBLIC_URL": ("telephony", "public_url"),
+    "VOICEBOT_MODELS_DIR": ("speech", "models_dir"),
+}
+# Secrets: only ever from the environment, never from config.yaml.
+ENV_SECRETS = {
+    "TWILIO_AUTH_TOKEN": ("telephony", "auth_token"),
+    "TWILIO_ACCOUNT_SID": ("telephony", "account_sid"),
+    "TWILIO_API_BASE": ("telephony", "api_base"),
+    "VOICEBOT_STREAM_SECRET": ("telephony", "stream_secret"),
+}
+_FILE_ONLY_NOT = {key: var for var, (_, key) in ENV_SECRETS.items()}
+
+
+
+def _defaults() -> dict[str, Any]:
+    shown = ConfigFile().model_dump(mode="json")
+    for section, key in ENV_SECRETS.values():
+        del shown[section][key]
+    return shown
+
+
+DEFAULTS: dict[str, Any] = _defaults()
+"""The defaults as config.yaml shows them: read from the model, never written a second time."""
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What the code reads: config.yaml's values flattened, environment applied, paths absolute."""
+
     flows_dir: Path
-    default_flow: str
+    default_flow: str            # a flow id (the `flow:` key of a file in flows_dir)
     redis_url: str
     call_ttl_seconds: int
     handoff_queue: str
@@ -133,134 +234,203 @@ class Settings:
     transfer_words: dict[str, list[str]]
     host: str
     port: int
-    webhook_threads: int = 8
-    metrics_port: int = 0
-    metrics_token: str = field(default="", repr=False)
-    dev: bool = False
-    hash_salt: str = field(repr=False, default="")
-    root: Path = Path(".")
-    speech: SpeechSettings = field(default_factory=SpeechSettings)
-    prompts: PromptSettings = field(default_factory=PromptSettings)
-    telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    webhook_threads: int
+    metrics_port: int
+    speech: SpeechSettings
+    prompts: PromptSettings
+    telephony: TelephonySettings
+    metrics_token: str = dataclasses.field(default="", repr=False)   # VOICEBOT_METRICS_TOKEN
+    dev: bool = False                                                # VOICEBOT_DEV=1
+    hash_salt: str = dataclasses.field(default="", repr=False)       # VOICEBOT_HASH_SALT
+    root: Path = Path(".")                                           # the folder of config.yaml
 
 
-def _merge(defaults: dict[str, Any], given: Mapping[str, Any], path: str, errors: list[str]) -> dict[str, Any]:
-    out = dict(defaults)
-    for key, value in given.items():
-        where = f"{path}.{key}" if path else key
-        if key not in defaults:
-            errors.append(f"unknown setting '{where}'")
-        elif isinstance(defaults[key], dict) and key not in _OPEN_MAPPINGS:
-            if not isinstance(value, Mapping):
-                errors.append(f"'{where}' must be a mapping")
-            else:
-                out[key] = _merge(defaults[key], value, where, errors)
-        elif key == "transfer_words":
-            if not isinstance(value, Mapping) or not all(isinstance(v, list) for v in value.values()):
-                errors.append(f"'{where}' must map a language to a list of phrases")
-            else:
-                out[key] = {**defaults[key], **{k: [str(w) for w in v] for k, v in value.items()}}
-        elif key in _OPEN_MAPPINGS:
-            if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-                errors.append(f"'{where}' must map a language to a text")
-            else:
-                out[key] = {**defaults[key], **{str(k): v for k, v in value.items()}}
-        elif isinstance(defaults[key], float) and isinstance(value, int) and not isinstance(value, bool):
-            out[key] = float(value)
-        elif value is not None and type(defaults[key]) is not type(value):
-            errors.append(f"'{where}' must be {type(defaults[key]).__name__}, not {value!r}")
-        else:
-            out[key] = value
-    return out
+# -- reading --------------------------------------------------------------------------------------
+
+def _without_nones(tree: Any) -> Any:
+    """``key:`` with nothing after it means the default, as if the key were not there."""
+    if isinstance(tree, Mapping):
+        return {k: _without_nones(v) for k, v in tree.items() if v is not None}
+    return tree
 
 
-def _check_limits(merged: dict[str, Any], errors: list[str]) -> None:
-    """Limits that would make the server refuse everything, or wait forever, are errors."""
-    tel, web = merged["telephony"], merged["web"]
-    if not tel.get("verify_signatures", True):
-        errors.append("'telephony.verify_signatures: false' was removed: for local development run "
-                      "`voicebot serve --dev` (loopback only, requests signed with a local token)")
-    for key in ("max_calls", "max_pending_streams", "sms_per_number_per_day"):
-        if isinstance(tel[key], int) and tel[key] < 1:
-            errors.append(f"'telephony.{key}' must be at least 1")
-    for key in ("start_timeout_seconds", "media_timeout_seconds", "rest_timeout_seconds"):
-        if isinstance(tel[key], (int, float)) and not 0 < tel[key] <= 300:
-            errors.append(f"'telephony.{key}' must be between 0 and 300 seconds")
-    if isinstance(web["metrics_port"], int) and not 0 <= web["metrics_port"] < 65536:
-        errors.append("'web.metrics_port' must be a port number, or 0 for /metrics on the main port")
-    if isinstance(web["webhook_threads"], int) and web["webhook_threads"] < 2:
-        errors.append("'web.webhook_threads' must be at least 2")
-    countries = tel["sms_countries"]
-    if isinstance(countries, list):
-        unknown = [c for c in countries if c not in COUNTRY_PREFIXES]
-        if unknown:
-            errors.append(f"'telephony.sms_countries': unknown country code(s) {unknown}; "
-                          f"known: {', '.join(sorted(COUNTRY_PREFIXES))}")
+_OPEN = {"transfer_words": "map a language to a list of phrases", "models": "map a language to a text",
+         "voices": "map a language to a text"}
+_KINDS = {"int": "a whole number", "float": "a number", "string": "text", "bool": "true or false",
+          "dict": "a mapping", "dataclass": "a mapping", "model": "a mapping", "list": "a list",
+          "tuple": "a list", "path": "a path"}
+
+
+def _field_info(loc: tuple[Any, ...]) -> Any:
+    cls: Any = ConfigFile
+    info = None
+    for part in loc:
+        fields = getattr(cls, "model_fields", None) or getattr(cls, "__pydantic_fields__", None)
+        if not fields or part not in fields:
+            return info
+        info = fields[part]
+        cls = info.annotation
+    return info
+
+
+def _bounds(info: Any) -> str:
+    lo = hi = above = None
+    for meta in getattr(info, "metadata", []):
+        lo = getattr(meta, "ge", lo)
+        hi = getattr(meta, "le", hi)
+        above = getattr(meta, "gt", above)
+    extra = (info.json_schema_extra or {}) if info is not None else {}
+    if lo is not None and hi is not None:
+        text = f"between {lo} and {hi}"
+    elif above is not None and hi is not None:
+        text = f"more than {above} and at most {hi}"
+    elif lo is not None:
+        text = f"at least {lo}"
+    elif above is not None:
+        text = f"more than {above}"
+    else:
+        text = "in range"
+    unit = f" {extra['unit']}" if extra.get("unit") else ""
+    note = f" ({extra['note']})" if extra.get("note") else ""
+    return text + unit + note
+
+
+def _sentence(error: dict[str, Any], from_env: dict[str, str]) -> str:
+    """One pydantic error as a sentence about config.yaml."""
+    loc = tuple(part for part in error["loc"] if isinstance(part, str))
+    where = ".".join(loc)
+    kind = error["type"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        section, _, key = where.rpartition(".")
+        if key in _FILE_ONLY_NOT:
+            return f"'{where}' is a secret and never read from config.yaml: set {_FILE_ONLY_NOT[key]} instead"
+        parent = _field_info(tuple(section.split("."))) if section else None
+        known = list(getattr(parent.annotation, "__pydantic_fields__", {})) if parent else list(ConfigFile.model_fields)
+        close = difflib.get_close_matches(key, known, n=1)
+        return f"unknown setting '{where}'" + (f" (did you mean '{section + '.' if section else ''}{close[0]}'?)"
+                                                 if close else "")
+    top = ".".join(loc[:2])
+    if len(loc) >= 2 and loc[1] in _OPEN:
+        return f"'{top}' must {_OPEN[loc[1]]}"
+    source = f" (from {from_env[where]})" if where in from_env else ""
+    value = error.get("input")
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"'{where}'{source} must be {_bounds(_field_info(loc))}, not {value!r}"
+    if kind == "string_too_short":
+        return f"'{where}'{source} must not be empty"
+    if kind == "value_error":
+        return f"'{where}'{source}: {error['msg'].removeprefix('Value error, ')}"
+    for prefix, words in _KINDS.items():
+        if kind.startswith(prefix + "_"):
+            return f"'{where}'{source} must be {words}, not {value!r}"
+    return f"'{where}'{source}: {error['msg']}"
+
+
+def _read(file: Path, required: bool) -> dict[str, Any]:
+    if not file.exists():
+        if required:
+            raise ConfigError(f"{file}: no such config file")
+        return {}
+    try:
+        given = load_yaml(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{file}: the top level must be a mapping")
+    return _without_nones(given)
+
+
+def _removed(given: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The unsigned mode is gone; saying so beats an 'unknown setting'."""
+    errors = []
+    tel = given.get("telephony")
+    if isinstance(tel, Mapping) and "verify_signatures" in tel:
+        if tel["verify_signatures"] is not True:
+            errors.append("'telephony.verify_signatures: false' was removed: for local development run "
+                          "`voicebot serve --dev` (loopback only, requests signed with a local token)")
+        given["telephony"] = {k: v for k, v in tel.items() if k != "verify_signatures"}
+    if env.get("VOICEBOT_INSECURE_NO_SIGNATURES") == "1":
+        errors.append("VOICEBOT_INSECURE_NO_SIGNATURES was removed: for local development run "
+                      "`voicebot serve --dev` (or VOICEBOT_DEV=1): loopback only, signed with a local token")
+    return errors
+
+
+def _apply_environment(given: dict[str, Any], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Put the environment's values where config.yaml's would be; refuse secrets written in the file."""
+    errors: list[str] = []
+    from_env: dict[str, str] = {}
+    for var, (section, key) in ENV_SECRETS.items():
+        part = given.get(section)
+        if isinstance(part, Mapping) and key in part:
+            errors.append(f"'{section}.{key}' is a secret and never read from config.yaml: set {var} instead")
+            given[section] = {k: v for k, v in part.items() if k != key}
+    for var, (section, key) in {**ENV_OVERRIDES, **ENV_SECRETS}.items():
+        value = env.get(var)
+        if not value:
+            continue
+        part = given.get(section)
+        if part is not None and not isinstance(part, Mapping):
+            continue    # reported as "must be a mapping"
+        if key == "port":
+            try:
+                value = int(value)
+            except ValueError:
+                errors.append(f"{var} must be a port number, not {value!r}")
+                continue
+        given[section] = {**(part or {}), key: value}
+        from_env[f"{section}.{key}"] = var
+    return errors, from_env
+
+
+def read_config(file: Path, env: Mapping[str, str], required: bool = False) -> ConfigFile:
+    """config.yaml (and the environment's overrides) checked against the model; every problem at once."""
+    given = _read(file, required)
+    errors = _removed(given, env)
+    env_errors, from_env = _apply_environment(given, env)
+    errors += env_errors
+    try:
+        config = ConfigFile.model_validate(given)
+    except ValidationError as exc:
+        errors += [_sentence(e, from_env) for e in exc.errors()]
+        config = None
+    if errors:
+        raise ConfigError(f"{file}: " + "; ".join(dict.fromkeys(errors)))
+    assert config is not None
+    return config
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``path`` (or $VOICEBOT_CONFIG, or ./config.yaml) and the environment."""
     env = os.environ if environ is None else environ
     file = Path(path or env.get("VOICEBOT_CONFIG") or DEFAULT_CONFIG_FILE)
-    given: Mapping[str, Any] = {}
-    if file.exists():
-        try:
-            given = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"{file}: the top level must be a mapping")
-    elif path is not None:
-        raise ConfigError(f"{file}: no such config file")
-    errors: list[str] = []
-    merged = _merge(DEFAULTS, given, "", errors)
-    _check_limits(merged, errors)
-    if env.get("VOICEBOT_INSECURE_NO_SIGNATURES") == "1":
-        errors.append("VOICEBOT_INSECURE_NO_SIGNATURES was removed: for local development run "
-                      "`voicebot serve --dev` (or VOICEBOT_DEV=1): loopback only, signed with a local token")
-    if errors:
-        raise ConfigError(f"{file}: " + "; ".join(errors))
+    config = read_config(file, env, required=path is not None)
     root = file.resolve().parent
 
-    def under_root(value: str) -> Path:
+    def under_root(value: str | Path) -> Path:
         return Path(value) if Path(value).is_absolute() else root / value
 
-    flows_dir = Path(merged["flows"]["dir"])
-    speech, prompts, tel = merged["speech"], merged["prompts"], merged["telephony"]
+    speech, prompts = config.speech, config.prompts
     return Settings(
-        flows_dir=flows_dir if flows_dir.is_absolute() else root / flows_dir,
-        default_flow=merged["flows"]["default"],
-        redis_url=env.get("REDIS_URL") or merged["redis"]["url"],
-        call_ttl_seconds=merged["redis"]["call_ttl_seconds"],
-        handoff_queue=merged["queues"]["handoff"],
-        max_turns=merged["dialog"]["max_turns"],
-        transfer_words=merged["dialog"]["transfer_words"],
-        host=merged["web"]["host"],
-        port=int(env.get("PORT") or merged["web"]["port"]),
-        webhook_threads=merged["web"]["webhook_threads"],
-        metrics_port=merged["web"]["metrics_port"],
+        flows_dir=under_root(config.flows.dir),
+        default_flow=config.flows.default,
+        redis_url=config.redis.url,
+        call_ttl_seconds=config.redis.call_ttl_seconds,
+        handoff_queue=config.queues.handoff,
+        max_turns=config.dialog.max_turns,
+        transfer_words=config.dialog.transfer_words,
+        host=config.web.host,
+        port=config.web.port,
+        webhook_threads=config.web.webhook_threads,
+        metrics_port=config.web.metrics_port,
         metrics_token=env.get("VOICEBOT_METRICS_TOKEN", ""),
         dev=env.get(DEV_ENV, "") not in ("", "0"),
         hash_salt=env.get("VOICEBOT_HASH_SALT", ""),
         root=root,
-        speech=SpeechSettings(
-            models_dir=under_root(env.get("VOICEBOT_MODELS_DIR") or speech["models_dir"]),
-            models={lang: str(under_root(path)) for lang, path in speech["models"].items()},
-            end_silence_ms=speech["end_silence_ms"], min_speech_ms=speech["min_speech_ms"],
-            max_utterance_seconds=speech["max_utterance_seconds"], vad_aggressiveness=speech["vad_aggressiveness"],
-        ),
-        prompts=PromptSettings(
-            cache_dir=under_root(prompts["cache_dir"]), recorded_dir=under_root(prompts["recorded_dir"]),
-            rate=prompts["rate"], voices=prompts["voices"],
-        ),
-        telephony=TelephonySettings(
-            public_url=(env.get("PUBLIC_URL") or tel["public_url"]).rstrip("/"),
-            agent_number=tel["agent_number"], agent_sip=tel["agent_sip"], agent_queue=tel["agent_queue"],
-            caller_id=tel["caller_id"], max_calls=tel["max_calls"], max_pending_streams=tel["max_pending_streams"],
-            start_timeout_seconds=tel["start_timeout_seconds"], media_timeout_seconds=tel["media_timeout_seconds"],
-            rest_timeout_seconds=tel["rest_timeout_seconds"], sms_countries=tuple(tel["sms_countries"]),
-            sms_per_number_per_day=tel["sms_per_number_per_day"],
-            auth_token=env.get("TWILIO_AUTH_TOKEN", ""), account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
-            api_base=env.get("TWILIO_API_BASE", ""), stream_secret=env.get("VOICEBOT_STREAM_SECRET", ""),
-        ),
+        speech=dataclasses.replace(speech, models_dir=under_root(speech.models_dir),
+                                   models={lang: str(under_root(p)) for lang, p in speech.models.items()}),
+        prompts=dataclasses.replace(prompts, cache_dir=under_root(prompts.cache_dir),
+                                    recorded_dir=under_root(prompts.recorded_dir)),
+        telephony=config.telephony,
     )

@@ -33,12 +33,11 @@ import redis
 from flask import Flask, Response, abort, g, jsonify, request
 from flask_sock import Sock
 from gunicorn.app.base import BaseApplication
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from voicebot import __version__
 from voicebot.config import Settings, load_settings
 from voicebot.dialog.hours import is_open
+from voicebot.redis_clients import redis_client
 from voicebot.telephony import twiml
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
@@ -49,9 +48,6 @@ from voicebot.telephony.stream_auth import TOKEN_PARAMETER
 log = logging.getLogger("voicebot.web")
 XML = "text/xml"
 
-# A health check that hangs is worse than one that says "down": load balancers and the telephony
-# provider's webhooks time out long before a default Redis socket timeout would.
-REDIS_PING_TIMEOUT = 0.5
 # Twilio's webhooks are a few KB of form fields; nothing legitimate comes near this.
 MAX_BODY_BYTES = 64 * 1024
 # The socket loop wakes this often to check its deadlines.
@@ -60,21 +56,14 @@ POLL_SECONDS = 0.5
 PING_SECONDS = 10
 
 
-def _redis_client(url: str) -> redis.Redis | None:
+def _health_client(url: str) -> redis.Redis | None:
     """One client per app so the connection pool is shared by the 32 gunicorn threads.
 
     A malformed URL gives None (reported as "down") rather than an app that will not start,
     because calls do not need Redis.
     """
     try:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_PING_TIMEOUT,
-            socket_connect_timeout=REDIS_PING_TIMEOUT,
-            # No retries: redis-py's defaults may retry with back-off, which would turn a 0.5 s
-            # probe into several seconds.
-            retry=Retry(NoBackoff(), 0),
-        )
+        return redis_client(url, "probe")
     except ValueError:
         return None
 
@@ -101,7 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.config["VOICEBOT_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": PING_SECONDS, "max_message_size": 256 * 1024}
-    health_redis = _redis_client(settings.redis_url)
+    health_redis = _health_client(settings.redis_url)
     rt = runtime or Runtime(settings)
     app.extensions["voicebot_runtime"] = rt
     tel = settings.telephony

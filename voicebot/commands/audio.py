@@ -26,12 +26,12 @@ def build_command(ctx: click.Context, flow_files: tuple[str, ...], quiet: bool) 
     Exit status 1 when a flow is invalid, nothing can be synthesised, or a prompt cannot be
     written to the cache.
     """
-    from voicebot.cli import _settings
+    from voicebot.commands.context import settings_from
     from voicebot.errors import FlowError, VoicebotError
     from voicebot.flow import check_files, load_flows
     from voicebot.speech.prompts import PromptAudio, build
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         if flow_files:
             flows, problems = check_files(flow_files, settings.transfer_words)

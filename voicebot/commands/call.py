@@ -126,14 +126,12 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
 
 def _dev_token(ctx: click.Context) -> str:
     """The token a development server on this checkout wrote (next to config.yaml, else here)."""
-    from voicebot.config import load_settings
-    from voicebot.errors import ConfigError
+    from voicebot.commands.context import settings_from
     from voicebot.telephony.devmode import read_dev_token
 
-    config = (ctx.find_root().obj or {}).get("config_path")
     try:
-        root = load_settings(config).root
-    except ConfigError:
+        root = settings_from(ctx).root
+    except click.ClickException:    # a bad config.yaml: the token may still be here
         root = Path.cwd()
     token = read_dev_token(root) or read_dev_token(Path.cwd())
     if token:

@@ -15,20 +15,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from voicebot.config import Settings, load_settings
+from voicebot.commands.context import default_flow_file, flow_header, settings_from
+from voicebot.config import Settings
 from voicebot.errors import VoicebotError
 
 if TYPE_CHECKING:
     from voicebot.speech.models import ModelInfo
-
-REDIS_TIMEOUT = 0.5  # seconds: doctor must answer promptly when Redis is down
-
-
-def _load(ctx: click.Context) -> Settings:
-    try:
-        return load_settings((ctx.find_root().obj or {}).get("config_path"))
-    except VoicebotError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _mb(size: int, approx: bool) -> str:
@@ -47,7 +39,7 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
     """Known downloadable models per language, and the model each language uses now."""
     from voicebot.speech import models as sm
 
-    speech = _load(ctx).speech
+    speech = settings_from(ctx).speech
     rows = sm.describe(sm.candidate_languages(speech), speech)
     installed = {row["language"]: row["name"] for row in rows if row["status"] == "ok"}
     known = [dict(_known_row(info), installed=installed.get(info.language) == info.name)
@@ -112,7 +104,7 @@ def install_model(ctx: click.Context, model: str | None, url: str | None, checks
     """
     from voicebot.speech import models as sm
 
-    speech = _load(ctx).speech
+    speech = settings_from(ctx).speech
     try:
         if from_file:
             lang = language or _language_of(model)
@@ -161,32 +153,40 @@ class Check:
 
 
 @click.command("doctor")
+@click.option("--live", is_flag=True,
+              help="Check for taking real calls: Twilio's credentials and the public URL are required too.")
 @click.pass_context
-def doctor(ctx: click.Context) -> None:
+def doctor(ctx: click.Context, live: bool) -> None:
     """Report every missing part: speech models, Redis, espeak-ng, ffmpeg, credentials.
 
     \b
-    Required (exit 1 when any is missing):
-      a speech model for every language used by the flows in the flows directory,
-      Redis reachable at redis.url / REDIS_URL, espeak-ng on PATH, pyttsx3 importable,
-      TWILIO_AUTH_TOKEN and TWILIO_ACCOUNT_SID set, telephony.public_url (or PUBLIC_URL) set.
+    Required (exit 1 when any is missing), because local use breaks without them:
+      flow files in the flows directory, each with a readable `language:`,
+      a speech model for every language used by those flows,
+      Redis reachable at redis.url / REDIS_URL, espeak-ng on PATH, pyttsx3 importable.
+    Needed to take real calls (warnings, exit 0; required with --live):
+      TWILIO_AUTH_TOKEN and telephony.public_url (or PUBLIC_URL). Without them the development
+      mode (`make run` without a token, or `voicebot serve --dev`) runs on 127.0.0.1 with a
+      generated token, and `voicebot call` rings it.
     Warnings only (exit 0):
-      ffmpeg (needed only for recorded prompts and audio files that are not plain PCM WAV),
-      signature checking switched off.
+      TWILIO_ACCOUNT_SID (text messages need it), flows.default not among the flows,
+      ffmpeg (needed only for recorded prompts and audio files that are not plain PCM WAV).
     Secrets are never printed, only whether they are set.
     """
-    settings = _load(ctx)
+    settings = settings_from(ctx)
     checks = [*_model_checks(settings), _redis_check(settings.redis_url),
               _program_check("espeak-ng", True, "prompt synthesis needs it: apt-get install espeak-ng"),
               _program_check("ffmpeg", False, "reading recorded prompts other than PCM WAV needs it: "
                                                "apt-get install ffmpeg"),
-              _pyttsx3_check(), *_twilio_checks(settings)]
+              _pyttsx3_check(), *_twilio_checks(settings, live)]
     width = max(len(check.part) for check in checks)
     for check in checks:
         click.echo(f"{check.label:<8} {check.part:<{width}}  {check.detail}")
     missing = [check for check in checks if not check.ok and check.required]
     warned = [check for check in checks if not check.ok and not check.required]
-    click.echo(f"{len(missing)} missing, {len(warned)} warning(s)")
+    purpose = ("for taking real calls" if live else
+               "for local use (`voicebot doctor --live` checks what real calls need)")
+    click.echo(f"{len(missing)} missing, {len(warned)} warning(s) {purpose}")
     sys.exit(1 if missing else 0)
 
 
@@ -195,20 +195,13 @@ def _flow_languages(flows_dir: Path) -> tuple[dict[str, list[str]], list[Check]]
 
     Read as flows are (YAML 1.2 booleans), so `language: no` is Norwegian, not False.
     """
-    import yaml
-
-    from voicebot.flow.yamlsrc import load_yaml
-
     languages: dict[str, list[str]] = {}
     problems: list[Check] = []
     files = sorted(flows_dir.glob("*.yaml"))
     if not files:
         problems.append(Check("flows", False, f"no flow files in {flows_dir}: add one or set flows.dir"))
     for file in files:
-        try:
-            language = (load_yaml(file.read_text(encoding="utf-8")) or {}).get("language")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-            language = None
+        language = flow_header(file).get("language")
         if not isinstance(language, str) or not language:
             problems.append(Check(f"flow {file.name}", False, "no readable `language:`; run `voicebot flows check`"))
             continue
@@ -216,10 +209,19 @@ def _flow_languages(flows_dir: Path) -> tuple[dict[str, list[str]], list[Check]]
     return languages, problems
 
 
+def _default_flow_check(settings: Settings) -> list[Check]:
+    if not any(settings.flows_dir.glob("*.yaml")) or default_flow_file(settings) is not None:
+        return []
+    return [Check("default flow", False, f"flows.default '{settings.default_flow}' is not the `flow:` of any file "
+                                         f"in {settings.flows_dir}: calls that name no flow get the first flow, "
+                                         "and `voicebot chat`/`nlu` need --flow", required=False)]
+
+
 def _model_checks(settings: Settings) -> list[Check]:
     from voicebot.speech.models import ModelError, has_dynamic_graph, identify, model_dir
 
     languages, checks = _flow_languages(settings.flows_dir)
+    checks += _default_flow_check(settings)
     for language, files in sorted(languages.items()):
         part = f"speech model {language}"
         try:
@@ -234,26 +236,15 @@ def _model_checks(settings: Settings) -> list[Check]:
 
 
 def _redis_check(url: str) -> Check:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    from voicebot.redis_clients import ping, shown_url
 
-    from voicebot.worker import _shown_url
-
-    shown = _shown_url(url)
     fix = "start redis-server (`make run` does) or set REDIS_URL / redis.url to a running Redis"
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,
-                                      retry=Retry(NoBackoff(), 0))
-    except ValueError as exc:
-        return Check("redis", False, f"{shown} is not a valid Redis URL ({exc}); {fix}")
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        return Check("redis", False, f"cannot reach Redis at {shown} ({exc or type(exc).__name__}); {fix}")
-    finally:
-        client.close()
-    return Check("redis", True, f"{shown} answers PING")
+    reason = ping(url, "probe")
+    if reason is None:
+        return Check("redis", True, f"{shown_url(url)} answers PING")
+    if reason.startswith("not a valid Redis URL"):
+        return Check("redis", False, f"{shown_url(url)} is {reason}; {fix}")
+    return Check("redis", False, f"cannot reach Redis at {shown_url(url)} ({reason}); {fix}")
 
 
 def _program_check(program: str, required: bool, fix: str) -> Check:
@@ -269,19 +260,22 @@ def _pyttsx3_check() -> Check:
     return Check("pyttsx3", True, "importable")
 
 
-def _twilio_checks(settings: Settings) -> list[Check]:
+DEV_MODE = "for local use, `make run` without a token or `voicebot serve --dev` needs none"
+
+
+def _twilio_checks(settings: Settings, live: bool) -> list[Check]:
+    """Twilio's side: required with --live; otherwise warnings that say what works without them."""
     tel = settings.telephony
-    checks = [
+    return [
         Check("twilio auth token", bool(tel.auth_token),
               "set (TWILIO_AUTH_TOKEN)" if tel.auth_token
-              else "TWILIO_AUTH_TOKEN is not set: copy it from the Twilio console into the environment"),
+              else f"TWILIO_AUTH_TOKEN is not set: needed to take real calls (copy it from the Twilio console "
+                   f"into the environment); {DEV_MODE}", required=live),
+        Check("public url", bool(tel.public_url),
+              tel.public_url or "telephony.public_url (or PUBLIC_URL) is not set: needed to take real calls (the "
+                                f"https address Twilio reaches); {DEV_MODE}", required=live),
         Check("twilio account sid", bool(tel.account_sid),
               "set (TWILIO_ACCOUNT_SID)" if tel.account_sid
-              else "TWILIO_ACCOUNT_SID is not set: copy it from the Twilio console into the environment"),
-        Check("public url", bool(tel.public_url),
-              tel.public_url or "telephony.public_url (or PUBLIC_URL) is not set: the https address Twilio reaches"),
+              else "TWILIO_ACCOUNT_SID is not set: text messages cannot be sent and the media stream's account is "
+                   "not checked; copy it from the Twilio console into the environment", required=False),
     ]
-    if not tel.verify_signatures:
-        checks.append(Check("twilio signatures", False, "checking is OFF: anyone can post fake calls; "
-                                                         "only for local development", required=False))
-    return checks

@@ -17,16 +17,13 @@ import click
 
 def _language(ctx: click.Context) -> str:
     """The default flow's language, read without loading (and training) the whole flow."""
-    import yaml
+    from voicebot.commands.context import flow_header, flow_path
 
-    from voicebot.cli import _settings
-
-    settings = _settings(ctx)
-    path = settings.flows_dir / f"{settings.default_flow}.yaml"
-    try:
-        return str(yaml.safe_load(path.read_text(encoding="utf-8"))["language"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        raise click.UsageError(f"cannot tell the language from the default flow {path}; pass --language") from None
+    path = Path(flow_path(ctx, None))
+    language = flow_header(path).get("language")
+    if not isinstance(language, str) or not language:
+        raise click.UsageError(f"cannot tell the language from the default flow {path}; pass --language")
+    return language
 
 
 @click.command("transcribe")
@@ -41,13 +38,12 @@ def _language(ctx: click.Context) -> str:
 def transcribe(ctx: click.Context, file: str, language: str | None, model_path: str | None, grammar: str | None,
                as_json: bool, no_phone: bool) -> None:
     """Print what the recogniser hears in a WAV file (any rate or width): text, word confidences, timing."""
-    from voicebot.cli import _settings
+    from voicebot.commands.context import settings_from
     from voicebot.errors import VoicebotError
     from voicebot.speech.audio import PHONE_RATE, read_wav, resample, ulaw_to_pcm, wav_to_ulaw
-    from voicebot.speech.endpoint import EndpointConfig
     from voicebot.speech.recognizer import LoadedModel, SpeechModels, recognize_pcm
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         if model_path:
             model = LoadedModel(language or "custom", Path(model_path))
@@ -63,7 +59,7 @@ def transcribe(ctx: click.Context, file: str, language: str | None, model_path: 
     except Exception as exc:  # an unreadable or non-audio file
         raise click.ClickException(f"{file}: cannot read audio ({exc})") from None
     phrases = [p.strip() for p in grammar.split(",") if p.strip()] if grammar else []
-    results = recognize_pcm(model, pcm, phrases, config=EndpointConfig.from_settings(settings.speech),
+    results = recognize_pcm(model, pcm, phrases, config=settings.speech,
                             vad_mode=settings.speech.vad_aggressiveness, rate=rate)
     text = " ".join(r.text for r in results if r.text)
     if as_json:

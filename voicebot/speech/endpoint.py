@@ -20,25 +20,16 @@ Time is counted in frames, not wall-clock, so the decision is the same in a test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from voicebot.config import SpeechSettings
 
 FRAME_MS = 20
 
 STARTED, ENDED, NO_INPUT, TOO_LONG = "started", "ended", "no_input", "too_long"
 
-
-@dataclass
-class EndpointConfig:
-    end_silence_ms: int = 240
-    min_speech_ms: int = 160
-    max_utterance_seconds: float = 15.0
-
-    @classmethod
-    def from_settings(cls, speech: Any) -> "EndpointConfig":
-        """The timings of config.yaml's ``speech`` section (a ``SpeechSettings``)."""
-        return cls(end_silence_ms=speech.end_silence_ms, min_speech_ms=speech.min_speech_ms,
-                   max_utterance_seconds=speech.max_utterance_seconds)
+EndpointConfig = SpeechSettings
+"""The endpointer's timings are config.yaml's ``speech`` section (``end_silence_ms``, ``min_speech_ms``,
+``max_utterance_seconds``), defaults included: ``EndpointConfig(end_silence_ms=2000)`` is a
+``SpeechSettings`` with one timing changed."""
 
 
 class Endpointer:

@@ -252,7 +252,7 @@ class SpeechModels:
             return loaded
 
     def endpoint_config(self) -> EndpointConfig:
-        return EndpointConfig.from_settings(self.speech)
+        return self.speech
 
 
 # -- one turn ------------------------------------------------------------------------------------------

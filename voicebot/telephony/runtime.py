@@ -24,13 +24,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from voicebot.config import Settings
 from voicebot.dialog.engine import DialogEngine
 from voicebot.errors import VoicebotError
 from voicebot.flow import Flow, load_flows
+from voicebot.redis_clients import redis_client
 from voicebot.speech.audio import ulaw_to_pcm
 from voicebot.speech.prompts import PromptAudio, static_prompts
 from voicebot.speech.recognizer import SpeechModels
@@ -201,8 +200,7 @@ class Runtime:
 
         try:
             if self._queue is None:
-                connection = redis.Redis.from_url(self.settings.redis_url, socket_timeout=1.0,
-                                                  socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+                connection = redis_client(self.settings.redis_url, "enqueue")
                 self._queue = Queue(self.settings.handoff_queue, connection=connection)
             # A short description: RQ logs it, and the context (full postcode, transcript) must not be logged.
             self._queue.enqueue("voicebot.handoff.jobs.deliver", context, job_id=f"handoff-{context['call_id']}",

@@ -31,7 +31,6 @@ log = logging.getLogger("voicebot.sms")
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 COUNTER_PREFIX = "voicebot:sms:"
-REDIS_TIMEOUT = 0.5
 
 
 def country_problem(number: str, countries: list[str] | tuple[str, ...]) -> str | None:

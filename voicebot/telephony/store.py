@@ -29,13 +29,12 @@ from collections import OrderedDict
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from voicebot.redis_clients import redis_client
 
 log = logging.getLogger("voicebot.store")
 
 PREFIX = "voicebot:call:"
-REDIS_TIMEOUT = 0.25
 RETRY_AFTER = 5.0
 MEMORY_LIMIT = 5000
 """Calls kept in this process's memory; the least recently written one goes first."""
@@ -54,8 +53,7 @@ class CallStore:
         self._lock = threading.Lock()
         self._down_until = 0.0
         try:
-            self._redis: redis.Redis | None = redis.Redis.from_url(
-                url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0))
+            self._redis: redis.Redis | None = redis_client(url, "store")
         except ValueError as exc:
             log.error("redis.url is not a valid Redis URL (%s): call state stays in this process only", exc)
             self._redis = None

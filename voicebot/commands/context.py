@@ -1,0 +1,84 @@
+"""What every command needs from the command line: its settings and the flow it works on.
+
+``voicebot --config FILE`` (or VOICEBOT_CONFIG) names config.yaml once for the whole command line;
+commands read it here, never through ``voicebot.cli``, so imports run one way: cli -> commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from voicebot.config import Settings, load_settings
+from voicebot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from voicebot.flow import Flow
+
+
+def config_path(ctx: click.Context) -> str | None:
+    """The --config given to `voicebot` (None: $VOICEBOT_CONFIG or ./config.yaml)."""
+    return (ctx.find_root().obj or {}).get("config_path")
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The command's settings, read once per command line; a bad config.yaml is one clear error line."""
+    obj = ctx.find_root().ensure_object(dict)
+    if "settings" not in obj:
+        try:
+            obj["settings"] = load_settings(obj.get("config_path"))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    return obj["settings"]
+
+
+def flow_header(path: Path) -> dict[str, Any]:
+    """A flow file's top-level keys (``flow``, ``language``), read without validating or training it."""
+    import yaml
+
+    from voicebot.yaml12 import load_yaml
+
+    try:
+        tree = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return tree if isinstance(tree, dict) else {}
+
+
+def default_flow_file(settings: Settings) -> Path | None:
+    """The file in the flows directory whose ``flow:`` id is ``flows.default``.
+
+    ``<id>.yaml`` is tried first (the usual name); any other file is found by its id.
+    """
+    wanted = settings.default_flow
+    usual = settings.flows_dir / f"{wanted}.yaml"
+    candidates = [usual, *(p for p in sorted(settings.flows_dir.glob("*.yaml")) if p != usual)]
+    return next((p for p in candidates if p.exists() and flow_header(p).get("flow") == wanted), None)
+
+
+def flow_path(ctx: click.Context, flow: str | None) -> str:
+    """``--flow FILE`` as given, else the file of the configured default flow."""
+    if flow:
+        return flow
+    settings = settings_from(ctx)
+    found = default_flow_file(settings)
+    if found is None:
+        raise click.UsageError(f"default flow '{settings.default_flow}' (flows.default) not found in "
+                               f"{settings.flows_dir}; pass --flow FILE")
+    return str(found)
+
+
+def load_flow_file(ctx: click.Context, path: str) -> Flow:
+    """The flow in ``path``, ready to run; its problems are printed, one a line, and the command exits 1."""
+    from voicebot.errors import FlowError
+    from voicebot.flow import load_flow
+
+    try:
+        return load_flow(path, settings_from(ctx).transfer_words)
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
