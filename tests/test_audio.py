@@ -79,3 +79,9 @@ def test_frames_are_padded_with_silence(tmp_path):
     assert [len(p) for p in parts] == [FRAME_BYTES] * 3 and parts[-1].endswith(b"\xff" * 80)
     write_wav(tmp_path / "x.wav", tone(300, 8000, 0.1))
     assert read_wav(tmp_path / "x.wav")[1] == 8000
+
+
+def test_a_file_that_is_not_audio_is_one_line_from_ffmpeg_not_its_banner():
+    with pytest.raises(ValueError) as error:
+        read_wav(b"hello, not a recording\n")
+    assert str(error.value) == "ffmpeg: Invalid data found when processing input"

@@ -179,6 +179,16 @@ class FakeBot:
         log.closed = time.monotonic()
 
 
+def at(log: Log, event: str, name: str) -> int:
+    """Where in the order of what the server received a mark echo (or other named event) is."""
+    return next(i for i, (_, m) in enumerate(log.messages) if m["event"] == event and m[event].get("name") == name)
+
+
+def frames_between(log: Log, first: int, last: int) -> int:
+    """The caller's media frames received between two positions: 20 ms ticks of stream time."""
+    return sum(m["event"] == "media" for _, m in log.messages[first + 1:last])
+
+
 @pytest.fixture(scope="module")
 def bot():
     server = FakeBot()
@@ -237,20 +247,25 @@ def test_media_frames_every_20_ms(main_call):
     assert [m["media"]["chunk"] for _, m in media] == [str(i) for i in range(1, len(media) + 1)]
     assert all(m["media"]["timestamp"] == str((int(m["media"]["chunk"]) - 1) * 20) for _, m in media)
     assert all(len(base64.b64decode(m["media"]["payload"])) == 160 for _, m in media)
-    window = media[-1][0] - media[0][0]
-    assert window > 1.5
-    assert 0.9 < (len(media) - 1) / (window / 0.020) < 1.1
-    assert max(b[0] - a[0] for a, b in zip(media, media[1:])) < 0.15
+    # The caller's line is never quiet on the wire: frames go on while the bot talks, while the
+    # caller pauses and while the caller talks. (Pacing in real time is measured in benchmarks/.)
+    kinds = [m["event"] for _, m in log.messages]
+    greeting_heard, key = at(log, "mark", "1:hallo"), kinds.index("dtmf")
+    cut_off = at(log, "mark", "2:een lang verhaal")
+    assert "media" in kinds[:greeting_heard] and "media" in kinds[greeting_heard:key]
+    assert "media" in kinds[key:cut_off]
 
 
 def test_marks_echo_when_playback_reaches_them(main_call):
     report, log, _, _ = main_call
-    assert log.echoes["0:start"] - log.marks_sent["0:start"] < 0.1
-    played = log.echoes["1:hallo"] - log.marks_sent["1:hallo"]
-    assert GREETING_S - 0.05 < played < GREETING_S + 0.2
     assert report.bot_prompts == ["0:start", "1:hallo", "2:een lang verhaal"]
     echoes = [m["mark"]["name"] for m in log.of("mark")]
     assert echoes == ["0:start", "1:hallo", "2:een lang verhaal"]
+    # Counted in the caller's frames (one a 20 ms tick, as playback moves): stream time, not wall time.
+    # Nothing was buffered before "0:start": echoed at once, long before a greeting's worth of ticks.
+    assert frames_between(log, 1, at(log, "mark", "0:start")) < GREETING_S / 0.020
+    # "1:hallo" follows 1.0 s of audio: echoed once that has played, not when it arrived.
+    assert frames_between(log, at(log, "mark", "0:start"), at(log, "mark", "1:hallo")) >= GREETING_S / 0.020
 
 
 def test_dtmf_after_the_greeting(main_call):
@@ -258,17 +273,23 @@ def test_dtmf_after_the_greeting(main_call):
     (dtmf,) = log.of("dtmf")
     assert dtmf["dtmf"] == {"track": "inbound_track", "digit": "5"}
     assert dtmf["streamSid"] and dtmf["sequenceNumber"].isdigit()
-    dtmf_at = next(t for t, m in log.messages if m["event"] == "dtmf")
-    assert dtmf_at - log.echoes["1:hallo"] > 0.3  # waited for the bot, then the default pause
+    key = [m["event"] for _, m in log.messages].index("dtmf")
+    assert frames_between(log, at(log, "mark", "1:hallo"), key) >= 1  # waited for the bot, then the default pause
 
 
 def test_barge_in_clear_returns_pending_marks_at_once(main_call):
     report, log, _, out = main_call
     assert report.clears == 1
-    assert 0.4 < log.cleared - log.long_sent < 1.5
-    assert log.echoes["2:een lang verhaal"] - log.cleared < 0.1  # long before the 4 s prompt could end
+    kinds = [m["event"] for _, m in log.messages]
+    key, returned = kinds.index("dtmf"), at(log, "mark", "2:een lang verhaal")
+    spoke = next(i for i, (_, m) in enumerate(log.messages)
+                 if i > key and m["event"] == "media" and base64.b64decode(m["media"]["payload"]) != SILENT_FRAME)
+    assert spoke < returned                                  # the caller talked over the long prompt ...
+    # ... and its mark came back with the clear, long before the 4 s prompt could have played out
+    assert frames_between(log, spoke, returned) < (LONG_S - 1.0) / 0.020
     clear_events = report.kinds("clear")
     assert len(clear_events) == 1 and "barge-in" in clear_events[0][2]
+    assert "marks returned: een lang verhaal" in clear_events[0][2]
     assert "clear  (barge-in" in out
 
 
@@ -288,7 +309,7 @@ def test_transfer_and_whisper(main_call):
 def test_latencies_and_printed_conversation(main_call):
     report, _, _, out = main_call
     dtmf_latency, say_latency = report.latencies
-    assert dtmf_latency is not None and 0 <= dtmf_latency < 0.3
+    assert dtmf_latency is not None and dtmf_latency >= 0  # the bot answered the key (how fast: benchmarks/)
     assert say_latency is None  # the bot was cleared and hung up, it never answered "ja"
     assert "bot    hallo (1.0 s of audio)" in out
     assert "caller #5" in out and 'caller "ja"' in out
@@ -298,13 +319,19 @@ def test_latencies_and_printed_conversation(main_call):
 
 def test_recording_is_the_played_timeline(main_call):
     report, log, record, _ = main_call
-    stream_s = log.closed - log.opened
-    assert abs(len(report.bot_audio) / 8000 - stream_s) < 0.3
+    audio = report.bot_audio
     with wave.open(str(record)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (8000, 1, len(report.bot_audio))
-    frames = [report.bot_audio[i:i + 160] for i in range(0, len(report.bot_audio), 160)]
+        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (8000, 1, len(audio))
+    # one 20 ms frame of the bot's side for each frame the caller sent (the recording goes on after
+    # the fake server stopped reading)
+    assert len(audio) % 160 == 0 and len(audio) // 160 >= len(log.of("media"))
+    greeting, long = tone(GREETING_S), tone(LONG_S, 300)
+    assert greeting in audio                                      # the greeting, whole and unchanged
+    assert long[:1600] in audio and long not in audio             # the long prompt, begun and cut off
+    assert audio.index(greeting) + len(greeting) <= audio.index(long[:1600])
+    frames = [audio[i:i + 160] for i in range(0, len(audio), 160)]
     heard = sum(f != SILENT_FRAME for f in frames) * 0.020
-    assert GREETING_S + 0.3 < heard < GREETING_S + 1.6  # the greeting plus the start of the long prompt
+    assert GREETING_S + 0.2 <= heard < GREETING_S + LONG_S        # the greeting and the long prompt's start
 
 
 def test_expectations(main_call):
@@ -334,11 +361,10 @@ def test_caller_hangs_up(bot: FakeBot, tmp_path):
 
 def test_max_seconds_hangs_up(bot: FakeBot):
     bot.log = Log()
-    started = time.monotonic()
     report = place_call(bot.url, [], auth_token=TOKEN, public_url=PUBLIC, max_seconds=1.5)
-    assert time.monotonic() - started < 3
     assert report.timed_out and report.hung_up_by == "caller"
     bot.log.wait_closed()
+    assert len(bot.log.of("media")) <= 1.5 / 0.020   # no frame after 1.5 s of the call (a stall only means fewer)
     assert bot.log.of("stop") and "after" not in bot.log.forms
     assert check_expectations(report, {"prompt_contains": "hallo"}) == ["the call did not end by itself (timed out)"]
 

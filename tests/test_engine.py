@@ -117,11 +117,21 @@ def test_denied_confirmation_asks_again_then_transfers():
 
 
 def test_unknown_words_lower_the_score_more_than_asr_confidence():
-    s = sim()
+    clean = sim()
+    words = (Word("ik", 0.9), Word("wil", 0.9), Word("mijn", 0.9), Word("meterstand", 0.9))
+    clean.send(Utterance("ik wil mijn meterstand", confidence=0.9, words=words))
+    assert clean.state.intent == "meterstand" and clean.state.step == "klantnummer"   # 0.9 alone: taken as is
+    one = sim()
+    words = (Word("ik", 0.9), Word("wil", 0.9), Word("[unk]", 0.2), Word("meterstand", 0.9))
+    actions = one.send(Utterance("ik wil [unk] meterstand", confidence=0.9, words=words))
+    assert one.state.intent is None and one.state.pending["intent"] == "meterstand"  # one unknown word: asked back
+    assert "U wilt uw meterstand doorgeven, klopt dat?" in said(actions) and one.state.failures == []
+    half = sim()
     words = (Word("ik", 0.9), Word("[unk]", 0.2), Word("[unk]", 0.2), Word("meterstand", 0.4))
-    actions = s.send(Utterance("ik [unk] [unk] meterstand", confidence=0.9, words=words))
-    assert s.state.intent is None
-    assert s.state.failures or s.state.pending
+    actions = half.send(Utterance("ik [unk] [unk] meterstand", confidence=0.9, words=words))
+    assert half.state.intent is None and half.state.pending is None and half.state.step == "menu"
+    assert half.state.failures == [{"step": "menu", "kind": "not_understood"}]         # half unknown: not understood
+    assert "niet goed verstaan" in said(actions) and isinstance(actions[-1], Listen)
 
 
 def test_grammar_miss_counts_as_not_understood():
@@ -140,13 +150,18 @@ def test_two_silences_transfer_no_input():
     assert transfer(s.silence()).reason == "no_input"
 
 
-def test_loop_guard():
-    s = Simulation(MINI, at=WEEKDAY, max_turns=3)
-    s.say("openingstijden")
-    s.say("ik heb een vraag")  # feedback miss
-    t = s.say("hallo")
-    assert s.ended
-    assert isinstance(t[-1], (Hangup, Transfer))
+LONG_CALL = ["meterstand doorgeven", "#1234567", "ja", "vijf maart negentienzeventig"]
+
+
+def test_loop_guard_transfers_on_the_turn_after_max_turns():
+    s = sim(max_turns=3)
+    drive(s, LONG_CALL[:3])                      # three turns: each one moves the call on
+    assert not s.ended and s.state.step == "geboortedatum"
+    t = transfer(s.say(LONG_CALL[3]))
+    assert t.reason == "loop_guard" and s.ended and s.state.reason == "loop_guard"
+    unguarded = sim()                            # the same four turns under the default limit go on
+    drive(unguarded, LONG_CALL)
+    assert not unguarded.ended and unguarded.state.step == "stand"
 
 
 def test_full_call_context_for_agent():

@@ -360,3 +360,19 @@ def test_transcribe_command_text_and_json(tmp_path):
     assert all({"word", "confidence", "start", "end"} <= set(w) for u in data["utterances"] for w in u["words"])
     missing = runner.invoke(main, ["transcribe", str(wav), "--language", "xx"])
     assert missing.exit_code == 1 and "voicebot models install xx" in missing.output
+
+
+@pytest.mark.parametrize("content, options", [
+    (b"hello, not a recording\n", []), (b"RIFF\0\0\0\0WAVEjunk", ["--no-phone"]), (b"", []),
+], ids=["text", "broken_wav_no_phone", "empty"])
+def test_transcribe_a_file_that_is_not_audio_says_so_in_one_line(tmp_path, content, options):
+    from click.testing import CliRunner
+
+    from voicebot.cli import main
+
+    path = tmp_path / "notes.wav"
+    path.write_bytes(content)
+    out = CliRunner().invoke(main, ["transcribe", str(path), "--language", "ko", *options])
+    assert out.exit_code == 1
+    # ffmpeg's verdict, without the banner (version, build configuration, library versions) above it
+    assert out.output == f"Error: {path}: cannot read audio (ffmpeg: Invalid data found when processing input)\n"

@@ -43,6 +43,19 @@ def client(base_settings, runtime):
     return make_client(base_settings, runtime)
 
 
+def refused(runtime) -> float:
+    """Requests refused for their signature so far (the counter behind voicebot_refused_requests_total)."""
+    return runtime.metrics.registry.get_sample_value("voicebot_refused_requests_total") or 0.0
+
+
+def scraped(client, sample: str) -> float:
+    """One sample's value as GET /metrics shows it; 0 when absent."""
+    for row in client.get("/metrics").data.decode().splitlines():
+        if row.startswith(sample + " "):
+            return float(row.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def post(client, path, params, *, token=TOKEN, url=None, signature=None):
     sig = signature if signature is not None else RequestValidator(token).compute_signature(url or PUBLIC + path, params)
     return client.post(path, data=params, headers={"X-Twilio-Signature": sig})
@@ -70,27 +83,35 @@ def test_incoming_call_connects_a_bidirectional_stream(client):
 def test_bad_signatures_are_refused(client, runtime, caplog, how):
     kwargs = {"forged": {"signature": "bm90IGEgc2lnbmF0dXJl"}, "missing": {"signature": ""},
               "wrong_token": {"token": "other-token"}, "internal_url": {"url": "http://localhost/twilio/voice"}}[how]
+    before = refused(runtime)
     with caplog.at_level("WARNING", logger="voicebot.web"):
         response = post(client, "/twilio/voice", CALL, **kwargs)
     assert response.status_code == 403
+    assert refused(runtime) == before + 1
     assert "bad or missing X-Twilio-Signature" in caplog.text
 
 
-def test_tampered_parameters_are_refused(client):
+def test_tampered_parameters_are_refused(client, runtime):
+    before = refused(runtime)
     sig = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/voice", CALL)
     response = client.post("/twilio/voice", data={**CALL, "From": "+31600000000"}, headers={"X-Twilio-Signature": sig})
     assert response.status_code == 403
+    assert refused(runtime) == before + 1
 
 
-def test_websocket_handshake_needs_the_signature_of_the_wss_url(client):
+def test_websocket_handshake_needs_the_signature_of_the_wss_url(client, runtime):
+    before = refused(runtime)
     assert client.get("/twilio/media").status_code == 403
     sig = RequestValidator(TOKEN).compute_signature("https://bot.example.com/twilio/media", {})
     assert client.get("/twilio/media", headers={"X-Twilio-Signature": sig}).status_code == 403
+    assert refused(runtime) == before + 2
 
 
 def test_without_public_url_everything_is_refused(base_settings, runtime):
     client = make_client(base_settings, runtime, public_url="")
+    before = refused(runtime)
     assert post(client, "/twilio/voice", CALL, url="http://localhost/twilio/voice").status_code == 403
+    assert refused(runtime) == before + 1
 
 
 @pytest.mark.parametrize("how", ["config", "env"])
@@ -179,14 +200,19 @@ def test_unanswered_agent_puts_the_caller_in_the_queue(client, runtime):
 
 
 def test_status_callback_finalises_and_metrics_show_it(client, runtime):
+    calls, refusals = scraped(client, "voicebot_calls_total"), scraped(client, "voicebot_refused_requests_total")
+    assert post(client, "/twilio/voice", {**CALL, "CallSid": "CA205"}).status_code == 200
+    assert post(client, "/twilio/voice", CALL, signature="bm90IGEgc2lnbmF0dXJl").status_code == 403
     runtime.store.update("CA204", flow="ko_test", state={"failures": [{"step": "booking", "kind": "no_input"}]})
     response = post(client, "/twilio/status", {**CALL, "CallSid": "CA204", "CallStatus": "completed",
                                                "CallDuration": "42"})
     assert response.status_code == 204
     assert runtime.store.get("CA204")["finished"] is True
     assert post(client, "/twilio/stream-status", {"CallSid": "CA204", "StreamEvent": "stream-stopped"}).status_code == 204
+    assert scraped(client, "voicebot_calls_total") == calls + 1
+    assert scraped(client, "voicebot_refused_requests_total") == refusals + 1
+    assert scraped(client, 'voicebot_caller_failures_total{flow="ko_test",kind="no_input",step="booking"}') == 1
     text = client.get("/metrics").data.decode()
     for name in ("voicebot_active_calls", "voicebot_turns_total", "voicebot_recognition_seconds_bucket",
-                 "voicebot_response_seconds_bucket", "voicebot_transfers_total", "voicebot_refused_requests_total"):
-        assert name in text
-    assert 'voicebot_caller_failures_total{flow="ko_test",kind="no_input",step="booking"} 1.0' in text
+                 "voicebot_response_seconds_bucket", "voicebot_transfers_total"):
+        assert name in text      # exported from the start; calls move them (test_call_session, test_phone_e2e)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -98,10 +99,21 @@ def render_actions(actions: list[Action], out: TextIO) -> None:
             out.write(f"     [hang up: {action.reason}]\n")
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO,
-         keypad: bool = False) -> CallState:
+         keypad: bool = False, echo: bool | None = None) -> CallState:
     """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call.
-    ``keypad``: the call has no speech recognition, so only keys (and silence) reach the engine."""
+    ``keypad``: the call has no speech recognition, so only keys (and silence) reach the engine.
+    ``echo``: write each caller line to ``out`` as ``you> ...``, so that a transcript of piped input
+    reads like the terminal (default: when stdin is not a terminal, which shows what is typed itself)."""
+    if echo is None:
+        echo = not _stdin_is_terminal()
     sim = Simulation(flow, caller=caller, at=at, speech=not keypad)
     if keypad:
         out.write(f"Keypad call on flow '{flow.id}' ({flow.language}), as without speech recognition. "
@@ -112,11 +124,13 @@ def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str],
     render_actions(sim.opening, out)
     while not sim.ended:
         try:
-            line = read("you> ")
+            line = read("" if echo else "you> ")
         except EOFError:
             sim.send(CallEnded("hangup"))
             out.write("     [caller hung up]\n")
             break
+        if echo:
+            out.write(f"you> {line.strip() or '(silence)'}\n")
         event = parse_line(line)
         if keypad and isinstance(event, Utterance):
             out.write("     [no speech recognition on this call: type keys, e.g. #1]\n")

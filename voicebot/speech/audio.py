@@ -77,6 +77,7 @@ def read_wav(source: str | Path | bytes) -> tuple[bytes, int]:
     """Any WAV (8/16/24/32-bit PCM, mu-law, A-law, any rate, mono or stereo) as 16-bit mono PCM and its rate.
 
     The standard ``wave`` module handles plain PCM; anything else goes through pydub (ffmpeg).
+    What ffmpeg cannot decode raises ``ValueError`` with ffmpeg's one-line reason.
     """
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
@@ -94,10 +95,20 @@ def read_wav(source: str | Path | bytes) -> tuple[bytes, int]:
         return pcm, rate
     except (wave.Error, EOFError):
         from pydub import AudioSegment
+        from pydub.exceptions import CouldntDecodeError
 
-        segment = AudioSegment.from_file(io.BytesIO(raw))
+        try:
+            segment = AudioSegment.from_file(io.BytesIO(raw))
+        except CouldntDecodeError as exc:
+            raise ValueError(f"ffmpeg: {_ffmpeg_verdict(str(exc))}") from None
         segment = segment.set_channels(1).set_sample_width(2)
         return segment.raw_data, segment.frame_rate
+
+
+def _ffmpeg_verdict(message: str) -> str:
+    """ffmpeg's last line (its reason), without the 25-line banner above it or the stream's name."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[-1].rsplit(": ", 1)[-1] if lines else "unknown format"
 
 
 def wav_to_ulaw(source: str | Path | bytes) -> bytes:

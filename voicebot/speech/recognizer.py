@@ -461,6 +461,13 @@ class StreamingRecognizer:
     def cancel(self) -> None:
         self._queue.put(("cancel", None))
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call has been decoded and its events delivered.
+        False on timeout or when the recogniser is closed."""
+        done = threading.Event()
+        self._queue.put(("drained", done))
+        return done.wait(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop at once: queued audio is discarded, no event follows. Safe from ``on_event`` (no wait then)."""
         self._closed = True
@@ -516,6 +523,8 @@ class StreamingRecognizer:
             self._turn.recognition.arm(arg)
         elif command == "cancel":
             self._end_turn()
+        elif command == "drained":
+            arg.set()
 
     def _emit(self, event: SpeechEvent, turn: _Turn) -> None:
         if not self._closed:
