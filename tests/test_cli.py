@@ -161,3 +161,14 @@ def test_commands_never_import_the_command_line():
     back = [f"{module} imports {base}" for module, edges in _imports().items() if module.startswith("voicebot.commands")
             for base, name in edges if base == "voicebot.cli" or (base == "voicebot" and name == "cli")]
     assert back == []
+
+
+def test_chat_keypad_is_a_call_without_speech():
+    from click.testing import CliRunner
+
+    from voicebot.cli import main
+
+    result = CliRunner().invoke(main, ["chat", "--keypad"], input="#1\n")
+    assert result.exit_code == 0, result.output
+    assert "Toets 1 voor uw meterstand doorgeven" in result.output
+    assert "Toets de cijfers in" in result.output

@@ -114,8 +114,10 @@ def nlu(ctx: click.Context, flow_file: str | None, text: str) -> None:
 @click.option("--caller", default="+31612345678", show_default=True, help="Caller's number.")
 @click.option("--at", default=None, help="Call time, ISO 8601 (default: now), for business hours.")
 @click.option("--script", type=click.Path(exists=True), default=None, help="Run a scenario file instead.")
+@click.option("--keypad", is_flag=True, help="A call without speech recognition: only keys (#1234) and silence.")
 @click.pass_context
-def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None, script: str | None) -> None:
+def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None, script: str | None,
+         keypad: bool) -> None:
     """A text call in the terminal, or (with --script) scripted scenarios with expectations."""
     from voicebot import simulator
     from voicebot.errors import ScenarioError
@@ -140,7 +142,7 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
     flow = load_flow_file(ctx, flow_path(ctx, flow_file))
-    simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout)
+    simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout, keypad=keypad)
 
 
 def _register() -> None:
