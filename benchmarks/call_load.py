@@ -110,7 +110,7 @@ def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[floa
 
 
 def one_call(args: tuple[str, int]) -> list[float]:
-    from voicebot.telephony.emulator import place_call
+    from voicebot.emulator import place_call
 
     url, seed = args
     time.sleep(seed * 0.137)           # calls do not all start on the same frame

@@ -167,7 +167,7 @@ def settled_threads(pid: int, steady: float = 1.5) -> int:
 def one_call(args: tuple[str, str, str, str, int]) -> str:
     """Place one call; '' when it ended as the scenario should, else what went wrong."""
     from voicebot.errors import VoicebotError
-    from voicebot.telephony.emulator import place_call
+    from voicebot.emulator import place_call
 
     url, token, account, scenario, seed = args
     time.sleep(seed * 0.137)           # calls do not all start on the same frame

@@ -29,9 +29,10 @@ from werkzeug.serving import make_server
 from voicebot.commands.call import _turns_from_options, call, turn_order
 from voicebot.speech.audio import pcm_to_ulaw, write_wav
 from voicebot.errors import ScenarioError
-from voicebot.telephony import emulator
-from voicebot.telephony.emulator import (EmulatorError, WebhookRefused, _Call, _Stream, check_expectations,
-                                         load_scenario, place_call)
+from voicebot.emulator import EmulatorError, WebhookRefused, check_expectations, load_scenario, place_call
+from voicebot.emulator import call as emulated_call
+from voicebot.emulator.report import CallLog, CallReport
+from voicebot.emulator.stream import MediaStream
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://bot.example.com"
@@ -411,7 +412,7 @@ def test_a_recording_that_cannot_be_written_is_a_failure_not_a_crash(bot: FakeBo
     def disk_full(path, audio):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(emulator, "ulaw_to_wav", disk_full)
+    monkeypatch.setattr(emulated_call, "ulaw_to_wav", disk_full)
     report = place_call(bot.url, [], auth_token=TOKEN, public_url=PUBLIC, max_seconds=1.0,
                         record=str(tmp_path / "bot.wav"))
     assert not report.passed and report.recording is None
@@ -468,10 +469,9 @@ class _RecordingSocket:
 
 def test_playback_marks_and_malformed_messages_frame_by_frame():
     """Playback semantics without a clock: a mark comes back once the audio before it has played."""
-    call = _Call("http://127.0.0.1:9", "http://127.0.0.1:9", TOKEN, "+31612345678", "+31850000000",
-                 None, None, None)
+    log = CallLog(CallReport(call_sid="CA1"))
     ws = _RecordingSocket()
-    stream = _Stream(call, ws, "MZ1", [], deadline=float("inf"))  # type: ignore[arg-type]
+    stream = MediaStream(ws, "MZ1", [], deadline=float("inf"), log=log, account_sid="AC1")  # type: ignore[arg-type]
 
     def message(event: str, **body: Any) -> str:
         return json.dumps({"event": event, "streamSid": "MZ1", **body})
@@ -484,11 +484,11 @@ def test_playback_marks_and_malformed_messages_frame_by_frame():
     assert echoed() == [] and not stream.idle()
     stream._play(0.04)   # frame 2 done: the mark's audio has played
     assert echoed() == ["1:twee frames"] and stream.idle()
-    assert call.report.failures == []
+    assert log.report.failures == []
     stream._on_message(message("media", media={"payload": "AAAA", "track": "outbound"}), 0.1)
     stream._on_message(json.dumps({"event": "clear", "streamSid": "MZ2"}), 0.1)
     stream._on_message("not json", 0.1)
-    assert len(call.report.failures) == 3 and call.report.clears == 0
+    assert len(log.report.failures) == 3 and log.report.clears == 0
     assert len(stream.timeline) == 3 * 160
 
 

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
 from servers import ACCOUNT, AGENT, REPO, TOKEN, Server
-from voicebot.telephony.emulator import WebhookRefused, place_call
+from voicebot.emulator import WebhookRefused, place_call
 from voicebot.telephony.stream_auth import stream_secret, stream_token
 
 

@@ -51,3 +51,27 @@ def test_script_command_reports_and_fails(tmp_path):
     broken.write_text("scenarios:\n  - name: x\n    turns:\n      - sey: hallo\n")
     result = runner.invoke(main, ["chat", "--script", str(broken)])
     assert result.exit_code == 1 and "unknown keys ['sey']" in result.output
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("scenarios:\n  - name: x\n    turns:\n      - sey: hallo\n", "scenario 'x', turn 1: unknown keys ['sey']"),
+    ("scenarios: [{name: x, turns: [{say: a, dtmf: '1'}]}]\n", "scenario 'x', turn 1: one of say/dtmf/"),
+    ("scenarios: [{name: x, turns: [{dtmf: 12a}]}]\n", "scenario 'x', turn 1: dtmf '12a': use the keys"),
+    ("scenarios: [{name: x, turns: [{hangup: false}]}]\n", "scenario 'x', turn 1: write 'hangup: true'"),
+    ("scenarios: [{name: x, turns: [{say: a, expect: {intnet: a}}]}]\n", "turn 1: unknown expectations ['intnet']"),
+    ("scenarios: [{name: x, turns: [{expect: {prompt_contains: 3}}]}]\n",
+     "expect.prompt_contains must be text or a list of texts, not 3"),
+    ("scenarios: [{turns: []}, {name: y}]\n", "scenario 2 needs 'turns' (a list)"),
+    ("scenarios: [{name: x, speech: 1, turns: []}]\n", "scenario 'x': 'speech' must be true or false"),
+    ("caller: +31612345678\nscenarios: [{turns: []}]\n", "quote the number in 'caller'"),
+    ("scenarios: []\n", "'scenarios' must be a non-empty list"),
+])
+def test_scenario_file_problems_name_the_file_scenario_and_turn(tmp_path, text, problem):
+    """The schema `voicebot call --script` shares: its sentences, located in the file."""
+    from voicebot.errors import ScenarioError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as raised:
+        load_scenarios(bad)
+    assert str(raised.value).startswith(f"{bad}: ") and problem in str(raised.value)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servers import ACCOUNT, AGENT, TOKEN, Server, Stream, rss_bytes, signed_post, threads, voice_params
-from voicebot.telephony.emulator import place_call
+from voicebot.emulator import place_call
 
 SID = "@@SID@@"
 """Stands for the live stream's SID in generated frames (the SID changes when a call is replaced)."""

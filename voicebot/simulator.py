@@ -17,9 +17,9 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, ClassVar, TextIO
 
-import yaml
+from pydantic import Field, ValidationError
 
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.engine import DialogEngine
@@ -29,17 +29,17 @@ from voicebot.dialog.events import (
 from voicebot.dialog.state import CallState
 from voicebot.errors import ScenarioError
 from voicebot.flow import Flow
-from voicebot.flow.yamlsrc import load_yaml
+from voicebot.scenario import Expectations, Scenario, Spec, Turn, first_problem, problem, quoted_numbers, read_yaml
 
 
 class Simulation:
     """One simulated call: feed it events, read back actions and state."""
 
     def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
-                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True):
+                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000"):
         self.flow = flow
         self.engine = DialogEngine(flow, max_turns=max_turns)
-        start = CallStarted(call_id=call_id, caller=caller, called="+31850000000",
+        start = CallStarted(call_id=call_id, caller=caller, called=called,
                             at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech)
         self.state: CallState
         self.state, self.opening = self.engine.start(start)
@@ -146,10 +146,77 @@ def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str],
 
 # -- scenarios -------------------------------------------------------------------------------------
 
-TURN_KEYS = {"say", "dtmf", "silence", "confidence", "expect", "hangup", "speech_unavailable", "failure"}
-INPUT_KEYS = ("say", "dtmf", "silence", "hangup", "speech_unavailable", "failure")
-EXPECT_KEYS = {"intent", "slots", "prompt_contains", "prompt_not_contains", "transfer", "queue", "hangup",
-               "step", "feedback", "sms", "context", "speech"}
+DEFAULT_CALLED = "+31850000000"
+NEEDS_TURNS = "needs 'turns' (a list)"
+SPEECH = "'speech' must be true or false"
+
+
+class ChatExpect(Expectations):
+    """What must have happened after one turn of a text call."""
+
+    transfer: bool | str | None = Field(None, description="true or a transfer reason such as explicit_request")
+    queue: str | None = Field(None, description="text")
+    intent: str | None = Field(None, description="an intent name")
+    slots: dict[str, Any] | None = Field(None, description="a mapping of slot names to values")
+    prompt_not_contains: str | list[str] | None = Field(None, description="text or a list of texts")
+    step: str | None = Field(None, description="a step name")
+    feedback: int | None = Field(None, description="a whole number")
+    sms: bool | str | None = Field(None, description="true, false or text the message contains")
+    context: dict[str, Any] | None = Field(None, description="a mapping of context fields to values")
+    speech: bool | None = Field(None, description="true or false")
+
+
+class ChatTurn(Turn):
+    """One turn of a text call: at most one input (none: only check the opening), then expectations."""
+
+    INPUTS: ClassVar[tuple[str, ...]] = ("say", "dtmf", "silence", "hangup", "speech_unavailable", "failure")
+
+    confidence: float | None = Field(None, ge=0, le=1, description="'confidence' is a number from 0 to 1")
+    speech_unavailable: bool | str | None = Field(None, description="'speech_unavailable' is true or a reason")
+    failure: bool | str | None = Field(None, description="'failure' is true or what broke")
+    expect: ChatExpect | None = None
+
+    @classmethod
+    def after_keys(cls, data: dict[str, Any]) -> None:
+        if len(cls.inputs(data)) > 1:
+            raise problem(f"one of {'/'.join(cls.INPUTS)} per turn")
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+class ChatScenario(Scenario):
+    """One scripted text call; ``at`` and ``speech`` override the file's."""
+
+    at: str | None = Field(None, description="'at' is a time, e.g. at: \"2026-11-23T10:00:00\"")
+    speech: bool | None = Field(None, description=SPEECH)
+    turns: list[ChatTurn]
+
+    @classmethod
+    def before_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("turns"), list):
+            raise problem(NEEDS_TURNS)
+        return {**data, "at": _iso(data["at"])} if "at" in data else data
+
+
+class ChatScript(Spec):
+    """A scenario file for `voicebot chat --script`: defaults for every scenario, and the scenarios."""
+
+    flow: str | None = Field(None, description="'flow' is the flow file, e.g. flow: ../energie.yaml")
+    caller: str | None = None
+    called: str | None = None
+    at: str | None = Field(None, description="'at' is a time, e.g. at: \"2026-11-23T10:00:00\"")
+    speech: bool | None = Field(None, description=SPEECH)
+    scenarios: list[ChatScenario] = Field(min_length=1, description="'scenarios' must be a non-empty list")
+
+    _numbers = quoted_numbers("caller", "called")
+
+    @classmethod
+    def before_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise problem("expected a mapping with 'scenarios' (or 'turns')")
+        return {**data, "at": _iso(data["at"])} if "at" in data else data
 
 
 @dataclass
@@ -167,59 +234,54 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
     """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns.
 
     ``speech: false`` (on the file, as a default, or on one scenario) runs the call without speech
-    recognition, by keypad."""
+    recognition, by keypad. A file with ``turns`` (and a ``name``) at the top is one scenario."""
     path = Path(path)
-    try:
-        # The flows' YAML 1.2 reading, so a caller who says `yes` is the text "yes", not True.
-        data = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenarios: {exc}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping with 'scenarios' (or 'turns')")
-    if "turns" in data:
-        data = {**{k: v for k, v in data.items() if k != "turns"},
+    # The flows' YAML 1.2 reading, so a caller who says `yes` is the text "yes", not True.
+    data = read_yaml(path, "scenarios")
+    if isinstance(data, dict) and "turns" in data:
+        data = {**{k: v for k, v in data.items() if k not in ("turns", "name")},
                 "scenarios": [{"name": data.get("name", path.stem), "turns": data["turns"]}]}
-    scenarios = data.get("scenarios")
-    if not isinstance(scenarios, list) or not scenarios:
-        raise ScenarioError(f"{path}: 'scenarios' must be a non-empty list")
-    defaults = {k: data[k] for k in ("flow", "caller", "at") if k in data}
+    try:
+        script = ChatScript.model_validate(data).given()
+    except ValidationError as exc:
+        raise ScenarioError(_explain(path, data, exc)) from None
+    defaults = {k: script[k] for k in ("flow", "caller", "called", "at") if k in script}
     if "flow" in defaults:
         defaults["flow"] = str((path.parent / defaults["flow"]).resolve()) if not Path(defaults["flow"]).is_absolute() \
             else defaults["flow"]
-    if "speech" in data and not isinstance(data["speech"], bool):
-        raise ScenarioError(f"{path}: 'speech' must be true or false")
-    for i, scenario in enumerate(scenarios):
-        if not isinstance(scenario, dict) or not isinstance(scenario.get("turns"), list):
-            raise ScenarioError(f"{path}: scenario {i + 1} needs 'turns' (a list)")
-        if "speech" in scenario and not isinstance(scenario["speech"], bool):
-            raise ScenarioError(f"{path}: scenario '{scenario.get('name', i + 1)}': 'speech' must be true or false")
-        if "speech" in data:
-            scenario.setdefault("speech", data["speech"])
-        for j, turn in enumerate(scenario["turns"]):
-            where = f"{path}: scenario '{scenario.get('name', i + 1)}', turn {j + 1}"
-            if not isinstance(turn, dict):
-                raise ScenarioError(f"{where}: a turn is a mapping")
-            unknown = set(turn) - TURN_KEYS
-            if unknown:
-                raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}; use {sorted(TURN_KEYS)}")
-            inputs = [k for k in INPUT_KEYS if k in turn]
-            if len(inputs) > 1:
-                raise ScenarioError(f"{where}: one of {'/'.join(INPUT_KEYS)} per turn")
-            unknown = set(turn.get("expect") or {}) - EXPECT_KEYS
-            if unknown:
-                raise ScenarioError(f"{where}: unknown expectations {sorted(unknown)}; use {sorted(EXPECT_KEYS)}")
+    scenarios = script["scenarios"]
+    for scenario in scenarios:
+        for key in ("speech", "called"):
+            if key in script:
+                scenario.setdefault(key, script[key])
     return defaults, scenarios
+
+
+def _explain(path: Path, data: Any, exc: ValidationError) -> str:
+    """The first problem as a sentence naming the file, the scenario and the turn."""
+    where, message = first_problem(exc, ChatScript)
+    if len(where) < 2 or where[0] != "scenarios":
+        return f"{path}: {message}"
+    i = int(where[1])
+    if len(where) == 2 and message == NEEDS_TURNS:
+        return f"{path}: scenario {i + 1} {message}"
+    raw = data["scenarios"][i]
+    label = f"'{raw.get('name', i + 1)}'"
+    if len(where) >= 4 and where[2] == "turns":
+        return f"{path}: scenario {label}, turn {int(where[3]) + 1}: {message}"
+    return f"{path}: scenario {label}: {message}"
 
 
 def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+31612345678",
                  at: str | None = None) -> ScenarioResult:
     result = ScenarioResult(name=str(scenario.get("name", "scenario")))
     sim = Simulation(flow, caller=str(scenario.get("caller", caller)), at=scenario.get("at", at),
-                     speech=scenario.get("speech", True) is not False)
+                     speech=scenario.get("speech", True) is not False,
+                     called=str(scenario.get("called", DEFAULT_CALLED)))
     actions = sim.opening
     first = True
     for n, turn in enumerate(scenario["turns"], start=1):
-        if not first or any(k in turn for k in INPUT_KEYS):
+        if not first or any(k in turn for k in ChatTurn.INPUTS):
             if sim.ended:
                 result.failures.append(f"turn {n}: the call already ended")
                 break

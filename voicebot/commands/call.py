@@ -91,7 +91,7 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
     the scenario fails.
     """
     from voicebot.errors import VoicebotError
-    from voicebot.telephony.emulator import DEFAULT_CALLED, DEFAULT_CALLER, load_scenario, place_call
+    from voicebot.emulator import DEFAULT_CALLED, DEFAULT_CALLER, load_scenario, place_call
 
     if not auth_token:
         auth_token = _dev_token(ctx)

@@ -1,1 +1,1 @@
-"""The phone side: Twilio webhooks, Media Streams and the local Twilio emulator."""
+"""The phone side: Twilio webhooks and Media Streams (the local Twilio emulator is voicebot.emulator)."""
