@@ -28,7 +28,9 @@ from voicebot.config import PromptSettings
 from voicebot.dialog.sentences import static_sentences
 from voicebot.speech.audio import wav_to_ulaw
 from voicebot.speech.cache import MEMORY_BYTES, PromptCache, cache_key
-from voicebot.speech.synthesis import DEFAULT_TIMEOUT, SYNTHESIZER, PromptError
+from voicebot.speech.synthesis import DEFAULT_TIMEOUT, SYNTHESIZER, PromptError, espeak_ng_wav
+
+__all__ = ["PromptAudio", "PromptError", "build", "espeak_ng_wav"]  # espeak_ng_wav: the emulator's voice
 
 if TYPE_CHECKING:
     from voicebot.flow import Flow
