@@ -16,6 +16,7 @@ from voicebot.dialog.events import (
     CallEnded, CallStarted, SpeechUnavailable, SystemFailure, Utterance,
 )
 from voicebot.dialog.state import CallState
+from voicebot.dialog.sentences import static_sentences
 from voicebot.errors import FlowError
 from voicebot.flow import load_flow, parse_flow
 from voicebot.simulator import Simulation
@@ -435,7 +436,7 @@ def test_utterance_event_still_understood_on_a_keypad_call():
 
 
 def test_static_texts_cover_what_a_keypad_call_hears_without_slot_values():
-    static = {text for text, _ in keypad.static_texts(ENERGIE)}
+    static = {text for text, _ in static_sentences(ENERGIE)}
     s, actions = run_keys(ENERGIE, ["1", "1234567", "1", "1234", "1", "12345", "1", "1", "5"])
     with_values = ("1 2 3", "12345", "Dank u wel")   # read-backs and texts with slot values or the goodbye
     fixed = [t for t in texts(actions) if not any(v in t for v in with_values)]

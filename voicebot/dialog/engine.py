@@ -18,7 +18,7 @@ import hashlib
 import hmac
 from typing import Any, Callable
 
-from voicebot.dialog import keypad
+from voicebot.dialog import keypad, sentences
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.context import build_context, caller_summary
 from voicebot.dialog.events import (
@@ -35,11 +35,6 @@ from voicebot.nlu.normalize import contains_phrase
 from voicebot.nlu.slots import parse_score, parse_slot, parse_yes_no
 
 MAX_CHAINED_STEPS = 100
-
-
-class _Blank(dict):
-    def __missing__(self, key: str) -> str:
-        return ""
 
 
 class DialogEngine:
@@ -133,7 +128,7 @@ class DialogEngine:
             elif kind == "answer":
                 state.sources.append(step.source)
                 actions.append(self._prompt(state, step_id, step))
-                actions.append(self._say(state, self.flow.msg("source", source=step.source), step))
+                actions.append(self._say(state, sentences.source(self.flow, step), step))
                 step_id = step.next
             elif kind == "sms":
                 actions.extend(self._sms(state, step))
@@ -142,17 +137,15 @@ class DialogEngine:
                 return actions + self._transfer(state, step.reason, queue=step.queue,
                                                  say=self._text(state, step_id) or None)
             elif kind == "hangup":
-                if self._text(state, step_id):
-                    actions.append(self._prompt(state, step_id, step))
-                else:
-                    actions.append(self._say(state, self.flow.msg("goodbye"), step))
+                text, prompt_id = sentences.hangup_words(self.flow, step_id, self._values(state), state.keypad_only)
+                actions.append(self._say(state, text or "", step, prompt_id=prompt_id))
                 return actions + self._hang_up(state, "completed")
             else:  # a listening step: ask and wait
                 if state.keypad_only and not keypad.keyable(step):
                     state.failures.append({"step": step_id, "kind": "needs_speech"})
                     return actions + self._transfer(state, "no_speech")
                 if notice:
-                    actions.append(self._say(state, self.flow.msg("speech_unavailable"), step))
+                    actions.append(self._say(state, sentences.speech_unavailable(self.flow), step))
                 return actions + self._ask(state, step_id, step)
         raise RuntimeError(f"flow {self.flow.id}: more than {MAX_CHAINED_STEPS} steps without listening")
 
@@ -177,8 +170,7 @@ class DialogEngine:
         if verdict.decision == ACCEPT:
             return self._take_intent(state, step, result.intent, verdict.score)
         if verdict.decision == CONFIRM:
-            label = self.spec.intents[result.intent].label
-            question = self.flow.msg("confirm_intent", label=label)
+            question = sentences.confirm_intent(self.flow, result.intent)
             state.pending = {"kind": "intent", "intent": result.intent, "score": verdict.score,
                              "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
@@ -189,10 +181,10 @@ class DialogEngine:
         available) are no miss: the caller hears the menu, and the step stays in keys from then on."""
         if not (state.keypad_only or state.keys_menu):
             state.keys_menu = True
-            return [self._say(state, keypad.menu_text(self.flow, step), step), self._listen(state, step)]
+            return [self._say(state, sentences.menu(self.flow, step), step), self._listen(state, step)]
         intent = keypad.route_for_key(self.flow, step, keys)
         if intent is None:
-            return self._miss(state, step, "invalid_key", prefix=self.flow.msg("invalid_key"))
+            return self._miss(state, step, "invalid_key", prefix="invalid_key")
         return self._take_intent(state, step, intent, 1.0)
 
     def _take_intent(self, state: CallState, step: RouteStep, intent: str, score: float) -> list[Action]:
@@ -212,10 +204,7 @@ class DialogEngine:
             return self._take_slot(state, step, value)
         if decision in (ACCEPT, CONFIRM) and not step.secret:
             shown = spoken(value, step.slot_type, self.flow.language, self.flow.messages)
-            template = step.confirm or self.flow.messages["confirm_value"]
-            question = self._render(state, template, {"value": shown, step.slot: shown})
-            if state.keypad_only:
-                question = f"{question} {self.flow.msg('keys_yes_no')}"
+            question = sentences.confirm_value(self.flow, step, self._values(state), shown, state.keypad_only) or ""
             state.pending = {"kind": "slot", "value": to_json(value), "score": score, "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
         return self._miss(state, step, "low_confidence")
@@ -238,7 +227,7 @@ class DialogEngine:
         if answer is None:
             return self._miss(state, step, "not_understood")
         if not answer:
-            return self._miss(state, step, "denied", prefix=self.flow.msg("confirm_no"))
+            return self._miss(state, step, "denied", prefix="confirm_no")
         if pending["kind"] == "intent":
             return self._take_intent(state, step, pending["intent"], pending["score"])
         value = pending["value"]
@@ -257,16 +246,13 @@ class DialogEngine:
                 return self._goodbye(state, step)
             state.misses += 1
             state.failures.append({"step": state.step, "kind": "not_understood"})
-            if state.keypad_only:
-                text = f"{self.flow.msg('invalid_key')} {self.flow.msg('keys_score')}"
-            else:
-                text = f"{self.flow.msg('not_understood')} {self.flow.msg('hint_score')}"
+            text = sentences.score_retry(self.flow, state.keypad_only)
             return [self._say(state, text, step), self._listen(state, step)]
         state.feedback = score
         return self._goodbye(state, step)
 
     def _goodbye(self, state: CallState, step: FeedbackStep) -> list[Action]:
-        thanks = self._render(state, step.thanks) if step.thanks else self.flow.msg("feedback_thanks")
+        thanks = sentences.thanks(self.flow, step, self._values(state)) or ""
         return [self._say(state, thanks, step)] + self._hang_up(state, "completed")
 
     # -- when the caller is not understood or silent --------------------------------------------
@@ -282,8 +268,8 @@ class DialogEngine:
         if state.misses > self._retries(step) or state.total_misses > self.max_total_misses:
             return self._transfer(state, "low_confidence")
         if prefix is None:
-            prefix = self.flow.msg("out_of_scope" if kind == "out_of_scope" else "not_understood")
-        text = f"{prefix} {self._reprompt(state, step)}"
+            prefix = "out_of_scope" if kind == "out_of_scope" else "not_understood"
+        text = sentences.retry(self.flow, prefix, self._reprompt(state, step)) or ""
         return [self._say(state, text, step), self._listen(state, step)]
 
     def _on_no_input(self, state: CallState, step: Any) -> list[Action]:
@@ -291,30 +277,18 @@ class DialogEngine:
         state.failures.append({"step": state.step, "kind": "no_input"})
         if state.no_inputs >= 2:
             if step.type == "feedback":
-                return [self._say(state, self.flow.msg("goodbye"), step)] + self._hang_up(state, "completed")
+                return [self._say(state, sentences.goodbye(self.flow), step)] + self._hang_up(state, "completed")
             return self._transfer(state, "no_input")
         if state.pending:
-            text = f"{self.flow.msg('no_input')} {state.pending['question']}"
+            text = sentences.retry(self.flow, "no_input", state.pending["question"]) or ""
             return [self._say(state, text, step), self._confirm_listen(state, step)]
-        text = f"{self.flow.msg('no_input')} {self._reprompt(state, step)}"
+        text = sentences.retry(self.flow, "no_input", self._reprompt(state, step)) or ""
         return [self._say(state, text, step), self._listen(state, step)]
 
     def _reprompt(self, state: CallState, step: Any) -> str:
-        """The more specific second question: the step's reprompt, else the question plus a hint.
-        By keys: the menu of a route step, else the keypad question plus what to press."""
-        if self._by_keys(state, step):
-            if isinstance(step, RouteStep):
-                return keypad.menu_text(self.flow, step)
-            return " ".join(text for text, _ in self._keypad_question(state, state.step, step))
-        if getattr(step, "reprompt", None):
-            return self._render(state, step.reprompt)
-        question = self._text(state, state.step)
-        if isinstance(step, AskStep):
-            choices = ", ".join(v.replace("_", " ") for v in (step.choices or {}))
-            return f"{question} {self.flow.msg('hint_' + step.slot_type, choices=choices)}"
-        if isinstance(step, FeedbackStep):
-            return f"{question} {self.flow.msg('hint_score')}"
-        return question
+        """The more specific second question (``sentences.reprompt``), by keys when the call or step is."""
+        return sentences.reprompt(self.flow, state.step, step, self._values(state), by_keys=self._by_keys(state, step),
+                                  keypad_only=state.keypad_only) or ""
 
     # -- when speech recognition or our own machinery fails -------------------------------------
 
@@ -335,9 +309,9 @@ class DialogEngine:
         if not keypad.keyable(step):
             state.failures.append({"step": state.step, "kind": "needs_speech"})
             return self._transfer(state, "no_speech")
-        notice = self._say(state, self.flow.msg("speech_unavailable"), step)
+        notice = self._say(state, sentences.speech_unavailable(self.flow), step)
         if state.pending:
-            question = f"{state.pending['question']} {self.flow.msg('keys_yes_no')}"
+            question = sentences.with_keys_yes_no(self.flow, state.pending["question"]) or ""
             state.pending["question"] = question
             return [notice, self._say(state, question, step), self._confirm_listen(state, step)]
         return [notice] + self._ask(state, state.step, step)
@@ -359,8 +333,7 @@ class DialogEngine:
         after_hours = bool(self.spec.hours and settings.closed_queue and not self._open(state))
         if after_hours:
             queue = settings.closed_queue
-            say = settings.closed_say or self.flow.msg("closed")
-        text = say or settings.say or self.flow.msg("transfer")
+        text = sentences.transfer_words(self.flow, say, after_hours=after_hours)
         actions: list[Action] = [self._say(state, text, None, barge_in=False)]
         state.ended, state.outcome, state.reason = True, "transfer", reason
         context = build_context(state, self.flow, reason, queue, after_hours=after_hours)
@@ -372,9 +345,9 @@ class DialogEngine:
 
     def _sms(self, state: CallState, step: Any) -> list[Action]:
         if not state.caller or not state.caller.lstrip("+").isdigit():
-            return [self._say(state, self.flow.msg("sms_unavailable"), step)]
+            return [self._say(state, sentences.sms_unavailable(self.flow), step)]
         body = self.flow.msg("sms_body", summary=caller_summary(state, self.flow))
-        text = self._text(state, state.step) or self.flow.msg("sms_sent")
+        text = sentences.sms_said(self.flow, state.step, self._values(state), state.keypad_only) or ""
         return [SendSms(to=state.caller, text=body), self._say(state, text, step)]
 
     # -- helpers --------------------------------------------------------------------------------
@@ -411,26 +384,19 @@ class DialogEngine:
 
     def _text(self, state: CallState, step_id: str) -> str:
         """A step's own words: its ``keypad`` text on a keypad-only call when it has one."""
-        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
-        return self._render(state, own[0] if own else self.flow.prompt_text(step_id))
+        return sentences.own_words(self.flow, step_id, self._values(state), state.keypad_only)[0] or ""
 
-    def _render(self, state: CallState, text: str | None, extra: dict[str, str] | None = None) -> str:
-        if not text:
-            return ""
-        values = _Blank()
-        for step in self.spec.steps.values():
-            if isinstance(step, AskStep) and step.slot in state.slots and not step.secret:
-                values[step.slot] = spoken(state.slots[step.slot], step.slot_type, self.flow.language,
-                                           self.flow.messages)
-        values.update(extra or {})
-        return text.format_map(values)
+    def _values(self, state: CallState) -> dict[str, str]:
+        """The call's slot values as the caller hears them, for the flow's ``{slot}`` placeholders."""
+        return {step.slot: spoken(state.slots[step.slot], step.slot_type, self.flow.language, self.flow.messages)
+                for step in self.spec.steps.values()
+                if isinstance(step, AskStep) and step.slot in state.slots and not step.secret}
 
     def _prompt(self, state: CallState, step_id: str, step: Any) -> Say:
         """A step's own prompt, which may have a recorded audio file under its prompt id
         (``<id>_keypad`` for its keypad text)."""
-        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
-        prompt_id = own[1] if own else self.flow.prompt_id(step_id)
-        return self._say(state, self._text(state, step_id), step, prompt_id=prompt_id)
+        text, prompt_id = sentences.own_words(self.flow, step_id, self._values(state), state.keypad_only)
+        return self._say(state, text or "", step, prompt_id=prompt_id)
 
     def _by_keys(self, state: CallState, step: Any) -> bool:
         return state.keypad_only or (state.keys_menu and isinstance(step, RouteStep))
@@ -439,20 +405,9 @@ class DialogEngine:
         """A listening step's question and the listen; by keys with what to press."""
         if not self._by_keys(state, step):
             return [self._prompt(state, step_id, step), self._listen(state, step)]
-        says = [self._say(state, text, step, prompt_id=prompt_id)
-                for text, prompt_id in self._keypad_question(state, step_id, step)]
+        question = sentences.keypad_question(self.flow, step_id, step, self._values(state), state.keypad_only)
+        says = [self._say(state, text or "", step, prompt_id=prompt_id) for text, prompt_id in question]
         return [*says, self._listen(state, step)]
-
-    def _keypad_question(self, state: CallState, step_id: str, step: Any) -> list[tuple[str, str | None]]:
-        """The question for keys as (text, prompt id) pairs: the step's ``keypad`` text, else its
-        question and the key hint (a route step always adds its menu)."""
-        own = keypad.own_text(self.flow, step_id) if state.keypad_only else None
-        parts = [(self._text(state, step_id), own[1] if own else self.flow.prompt_id(step_id))]
-        if own is None or isinstance(step, RouteStep):
-            hint = keypad.key_hint(self.flow, step)
-            if hint:
-                parts.append((hint, None))
-        return [(text, prompt_id) for text, prompt_id in parts if text]
 
     def _say(self, state: CallState, text: str, step: Any, barge_in: bool | None = None,
              prompt_id: str | None = None) -> Say:

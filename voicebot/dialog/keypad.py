@@ -147,29 +147,3 @@ def own_text(flow: Flow, step_id: str) -> tuple[str, str] | None:
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
-
-def static_texts(flow: Flow) -> list[tuple[str, str | None]]:
-    """Every (text, prompt id) a keypad-only call of this flow can hear that needs no slot value, for
-    building prompt audio ahead of calls. Texts with a ``{slot}`` placeholder are left out."""
-    found: list[tuple[str, str | None]] = [(flow.msg("speech_unavailable"), None)]
-    for step_id, step in flow.spec.steps.items():
-        own = own_text(flow, step_id)
-        if step.type not in ("route", "ask", "feedback"):
-            if own:
-                found.append(own)
-            continue
-        if not keyable(step):
-            continue
-        question = own or (flow.prompt_text(step_id), flow.prompt_id(step_id))
-        hint = key_hint(flow, step) if own is None or isinstance(step, RouteStep) else ""
-        found += [question, (hint, None)]
-        again = hint if isinstance(step, RouteStep) else " ".join(t for t in (question[0], hint) if t)
-        prefixes = ("not_understood", "no_input", "invalid_key", "confirm_no")
-        found += [(f"{flow.msg(prefix)} {again}", None) for prefix in prefixes]
-        if isinstance(step, FeedbackStep):
-            found.append((f"{flow.msg('invalid_key')} {flow.msg('keys_score')}", None))
-    seen: dict[tuple[str, str | None], None] = {}
-    for text, prompt_id in found:
-        if text and text.strip() and "{" not in text:
-            seen.setdefault((text, prompt_id), None)
-    return list(seen)

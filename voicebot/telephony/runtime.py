@@ -31,7 +31,8 @@ from voicebot.errors import VoicebotError
 from voicebot.flow import Flow, load_flows
 from voicebot.redis_clients import redis_client
 from voicebot.speech.audio import ulaw_to_pcm
-from voicebot.speech.prompts import PromptAudio, static_prompts
+from voicebot.dialog.sentences import static_sentences
+from voicebot.speech.prompts import PromptAudio
 from voicebot.speech.recognizer import SpeechModels
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.metrics import Metrics
@@ -96,7 +97,7 @@ class Runtime:
             log.warning("%s; calls in '%s' will use the keypad and reach a person", exc, language)
         speech = b""
         for flow in (f for f in self.flows.values() if f.language == language):
-            for text, prompt_id in static_prompts(flow):
+            for text, prompt_id in static_sentences(flow):
                 try:
                     audio = self.prompts.audio_for(text, language, prompt_id)
                 except Exception as exc:
