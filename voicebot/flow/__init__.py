@@ -13,9 +13,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from voicebot.config import DEFAULTS
-from voicebot.dialog.messages import messages_for
 from voicebot.errors import FlowError, Problem
+from voicebot.flow.messages import TRANSFER_WORDS, messages_for
 from voicebot.flow.schema import AskStep, FlowSpec
 from voicebot.flow.validate import Checker, graph_problems, schema_problems
 from voicebot.flow.yamlsrc import DuplicateKey, load_yaml
@@ -61,7 +60,8 @@ class Flow:
 
 
 def _default_words(language: str, configured: dict[str, list[str]] | None) -> list[str]:
-    words = configured if configured is not None else DEFAULTS["dialog"]["transfer_words"]
+    """The words for ``language`` from settings (``dialog.transfer_words``), else the built-in ones."""
+    words = configured if configured is not None else TRANSFER_WORDS
     return list(words.get(language, []))
 
 

@@ -11,8 +11,8 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from voicebot.dialog.messages import MESSAGE_KEYS, MESSAGES
 from voicebot.errors import Problem
+from voicebot.flow.messages import MESSAGE_KEYS, MESSAGES
 from voicebot.flow.schema import (
     LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, AskStep, FlowSpec, targets,
 )
