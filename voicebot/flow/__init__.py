@@ -1,7 +1,8 @@
 """Call flows: loading a YAML file into a checked, ready-to-run ``Flow``.
 
 ``load_flow`` raises ``FlowError`` with every problem in the file (each with its line) or returns
-a ``Flow`` whose intent classifier is trained and whose texts are resolved.
+a ``Flow`` whose intent classifier is trained (or taken from ``nlu.cache`` when the flow's examples
+have not changed) and whose texts are resolved.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from voicebot.flow.messages import TRANSFER_WORDS, messages_for
 from voicebot.flow.schema import AskStep, FlowSpec
 from voicebot.flow.validate import Checker, graph_problems, schema_problems
 from voicebot.flow.yamlsrc import DuplicateKey, load_yaml
+from voicebot.nlu.cache import trained_classifier
 from voicebot.nlu.intents import IntentClassifier
 
 
@@ -89,7 +91,7 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
         raise FlowError(check.problems)
     classifier = None
     if spec.intents:
-        classifier = IntentClassifier(
+        classifier = trained_classifier(
             {name: intent.examples for name, intent in spec.intents.items()}, spec.out_of_scope, spec.language
         )
     return Flow(spec=spec, path=file, transfer_words=words,
