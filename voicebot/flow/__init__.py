@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from voicebot.errors import FlowError, Problem
 from voicebot.flow.messages import TRANSFER_WORDS, messages_for
 from voicebot.flow.schema import AskStep, FlowSpec
-from voicebot.flow.validate import Checker, graph_problems, schema_problems
-from voicebot.flow.yamlsrc import DuplicateKey, load_yaml
+from voicebot.flow.validate import Checker, graph_problems, salvage, schema_problems
+from voicebot.flow.yamlsrc import DuplicateKey, load_yaml, yaml_problem
 from voicebot.nlu.cache import trained_classifier
 from voicebot.nlu.intents import IntentClassifier
 
@@ -74,9 +74,8 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
     except DuplicateKey as exc:
         raise FlowError([Problem(file, exc.line, str(exc))]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = getattr(exc, "problem", None) or str(exc)
-        raise FlowError([Problem(file, mark.line + 1 if mark else None, f"not valid YAML: {what}")]) from None
+        line, what = yaml_problem(exc)
+        raise FlowError([Problem(file, line, f"not valid YAML: {what}")]) from None
     if not isinstance(tree, dict):
         raise FlowError([Problem(file, 1, "a flow must be a mapping with 'flow', 'language', 'start' and 'steps'")])
     check = Checker(file, tree)
@@ -84,6 +83,10 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
         spec = FlowSpec.model_validate(tree)
     except ValidationError as exc:
         schema_problems(check, exc)
+        partial = salvage(tree, exc)
+        if partial is not None:
+            words = partial.spec.transfer_words or _default_words(partial.spec.language, transfer_words)
+            graph_problems(check, partial.spec, words, skipped=partial.dropped_steps)
         raise FlowError(check.problems) from None
     words = spec.transfer_words or _default_words(spec.language, transfer_words)
     graph_problems(check, spec, words)
