@@ -35,10 +35,13 @@ def test_mini_flow_is_valid():
 
 
 @pytest.mark.parametrize("old, new, marker, message", [
-    ("    slot_type: number\n", "    slot_type: number\n    nxt: einde\n", "nxt: einde", "unknown key 'nxt'"),
-    ("    next: geboortedatum\n", "    next: geboortedatm\n", "next: geboortedatm", "missing step 'geboortedatm'"),
+    ("    slot_type: number\n", "    slot_type: number\n    nxt: einde\n", "nxt: einde",
+     "step 'stand': 'nxt' is not a setting of an ask step; did you mean 'next'?"),
+    ("    next: geboortedatum\n", "    next: geboortedatm\n", "next: geboortedatm",
+     "missing step 'geboortedatm'; did you mean 'geboortedatum'?"),
     ("    open: naar_medewerker\n", "    open: nergens\n", "open: nergens", "missing step 'nergens'"),
-    ("    type: say\n    say: Dank u", "    type: sayy\n    say: Dank u", "type: sayy", "unknown step type 'sayy'"),
+    ("    type: say\n    say: Dank u", "    type: sayy\n    say: Dank u", "type: sayy",
+     "unknown step type 'sayy'; did you mean 'say'?"),
     ("    say: Wat is de meterstand?\n", "", "  stand:", "has no prompt"),
     ("    say: Wilt u een samenvatting per sms?\n",
      "    say: Wilt u een samenvatting per sms?\n    prompt: sms_vraag\n", "prompt: sms_vraag", "both 'say' and 'prompt'"),
@@ -51,6 +54,8 @@ def test_mini_flow_is_valid():
      "branches:", "can never be chosen"),
     ("routes: {meterstand: klantnummer,", "routes: {verhuizen: klantnummer, meterstand: klantnummer,", "routes:",
      "unknown intent 'verhuizen'"),
+    ("routes: {meterstand: klantnummer,", "routes: {meterstnd: klantnummer,", "routes:",
+     "step 'menu' routes unknown intent 'meterstnd'; did you mean 'meterstand'?"),
     ("Dank u, meterstand {meterstand}", "Dank u, {geboortedatum} meterstand {meterstand}", "Dank u,",
      "secret slot 'geboortedatum'"),
     ("Dank u, meterstand {meterstand}", "Dank u, {postcode} meterstand {meterstand}", "Dank u,",
@@ -59,9 +64,13 @@ def test_mini_flow_is_valid():
      "unknown placeholder '{kleur}'"),
     ("  weekly: {mon: \"08:00-18:00\",", "  weekly: {mon: \"18:00-08:00\",", "weekly:", "ends before it starts"),
     ("  timezone: Europe/Amsterdam", "  timezone: Europe/Amsterdm", "timezone:", "unknown time zone"),
-    ("    slot_type: postcode\n", "    slot_type: postcod\n", "slot_type: postcod", "slot_type"),
+    ("    slot_type: postcode\n", "    slot_type: postcod\n", "slot_type: postcod",
+     "step 'postcode': 'postcod' is not a valid slot_type; did you mean 'postcode'?"),
+    ("    retries: 1\n" if False else "    slot_type: number\n", "    slot_type: number\n    retries: twee\n",
+     "retries: twee", "step 'stand': 'retries' should be a whole number, not 'twee'"),
     ("    length: [6, 8]\n", "    length: [8, 6]\n", "length: [8, 6]", "length must be"),
     ("start: welkom", "start: begin", "start: begin", "start step 'begin' does not exist"),
+    ("start: welkom", "start: welkm", "start: welkm", "start step 'welkm' does not exist; did you mean 'welkom'?"),
 ])
 def test_each_error_names_file_line_and_problem(tmp_path, old, new, marker, message):
     path = broken(tmp_path, old, new)
@@ -94,12 +103,58 @@ def test_duplicate_keys_and_bad_yaml(tmp_path):
 
 
 def test_all_problems_reported_at_once(tmp_path):
+    """A schema error (an unknown key) does not stop the checks of the steps' transitions."""
     path = broken(tmp_path, "    next: geboortedatum\n", "    next: nergens\n    kleur: rood\n")
-    assert len(problems(path)) >= 1
-    text = path.read_text().replace("    next: bevestigd\n", "    next: ookweg\n")
-    path.write_text(text)
+    path.write_text(path.read_text().replace("    next: bevestigd\n", "    next: ookweg\n"))
     found = problems(path)
-    assert any("kleur" in p for p in found)
+    expected = [
+        (line_of(path, "kleur: rood"), "step 'klantnummer': 'kleur' is not a setting of an ask step"),
+        (line_of(path, "next: nergens"), "step 'klantnummer': next goes to missing step 'nergens'"),
+        (line_of(path, "next: ookweg"), "step 'stand': next goes to missing step 'ookweg'"),
+    ]
+    for line, message in expected:
+        assert any(p.startswith(f"{path}:{line}: {message}") for p in found), (line, message, found)
+
+
+def test_a_misspelt_step_name_is_one_problem_with_a_suggestion(tmp_path):
+    path = broken(tmp_path, "storing: postcode,", "storing: postcdoe,")
+    [only] = problems(path)
+    head, *follow = only.splitlines()
+    assert head == f"{path}:{line_of(path, 'storing: postcdoe')}: step 'menu': routes.storing goes to missing " \
+        "step 'postcdoe'; did you mean 'postcode'?"
+    # Its knock-on problems are listed once, under it, with their own lines.
+    assert "4 more problems follow from this" in follow[0]
+    assert f"line {line_of(path, '  postcode:')}: step 'postcode' is unreachable" in "\n".join(follow)
+
+
+def test_a_misspelt_key_is_checked_as_meant(tmp_path):
+    path = broken(tmp_path, "    next: bevestigd\n", "    naxt: bevestigd\n")
+    assert problems(path) == [f"{path}:{line_of(path, 'naxt:')}: step 'stand': 'naxt' is not a setting of an ask "
+                              "step; did you mean 'next'?"]
+
+
+def test_a_dedented_setting_is_named_as_such(tmp_path):
+    path = broken(tmp_path, "    next: menu\n", "  next: menu\n")
+    [only] = problems(path)
+    assert only.startswith(f"{path}:{line_of(path, '  next: menu')}: 'next' is at the wrong indentation: it is "
+                           "read as a step of its own, but it is a setting of step 'welkom' above it")
+    assert f"step 'welkom' on line {line_of(path, '  welkom:')} has no 'next'" in only
+    assert "dictionary" not in only
+
+
+@pytest.mark.parametrize("old, new, marker, message", [
+    ("    slot_type: digits\n", "    slot_type digits\n", "slot_type digits", "has no ':' after its key"),
+    ("    say: Wat is uw klantnummer?\n", '    say: "Wat is uw klantnummer?\n', '"Wat is uw', "never closed"),
+    ("openingstijden: tijden}\n", "openingstijden: tijden\n", "openingstijden: tijden", "'{' opened on this line"),
+    ("    say: Wat is uw klantnummer?\n", "    say: Wat is uw klantnummer: nu?\n", "klantnummer: nu", "second ':'"),
+    ("    say: Wat is uw postcode?\n", "    say: Wat is uw postcode?\n   slot: x\n", "   slot: x",
+     "indented differently"),
+])
+def test_yaml_syntax_errors_point_at_the_line_to_fix(tmp_path, old, new, marker, message):
+    path = broken(tmp_path, old, new)
+    [only] = problems(path)
+    assert only.startswith(f"{path}:{line_of(path, marker)}: not valid YAML: "), only
+    assert message in only
 
 
 def test_secret_confirm_with_value_is_refused(tmp_path):

@@ -1,7 +1,8 @@
 """Call flows: loading a YAML file into a checked, ready-to-run ``Flow``.
 
 ``load_flow`` raises ``FlowError`` with every problem in the file (each with its line) or returns
-a ``Flow`` whose intent classifier is trained and whose texts are resolved.
+a ``Flow`` whose intent classifier is trained (or taken from ``nlu.cache`` when the flow's examples
+have not changed) and whose texts are resolved.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from voicebot.config import DEFAULTS
-from voicebot.dialog.messages import messages_for
 from voicebot.errors import FlowError, Problem
+from voicebot.flow.messages import TRANSFER_WORDS, messages_for
 from voicebot.flow.schema import AskStep, FlowSpec
-from voicebot.flow.validate import Checker, graph_problems, schema_problems
-from voicebot.flow.yamlsrc import DuplicateKey, load_yaml
+from voicebot.flow.validate import Checker, graph_problems, salvage, schema_problems
+from voicebot.flow.yamlsrc import DuplicateKey, load_yaml, yaml_problem
+from voicebot.nlu.cache import trained_classifier
 from voicebot.nlu.intents import IntentClassifier
 
 
@@ -61,7 +62,8 @@ class Flow:
 
 
 def _default_words(language: str, configured: dict[str, list[str]] | None) -> list[str]:
-    words = configured if configured is not None else DEFAULTS["dialog"]["transfer_words"]
+    """The words for ``language`` from settings (``dialog.transfer_words``), else the built-in ones."""
+    words = configured if configured is not None else TRANSFER_WORDS
     return list(words.get(language, []))
 
 
@@ -72,9 +74,8 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
     except DuplicateKey as exc:
         raise FlowError([Problem(file, exc.line, str(exc))]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = getattr(exc, "problem", None) or str(exc)
-        raise FlowError([Problem(file, mark.line + 1 if mark else None, f"not valid YAML: {what}")]) from None
+        line, what = yaml_problem(exc)
+        raise FlowError([Problem(file, line, f"not valid YAML: {what}")]) from None
     if not isinstance(tree, dict):
         raise FlowError([Problem(file, 1, "a flow must be a mapping with 'flow', 'language', 'start' and 'steps'")])
     check = Checker(file, tree)
@@ -82,6 +83,10 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
         spec = FlowSpec.model_validate(tree)
     except ValidationError as exc:
         schema_problems(check, exc)
+        partial = salvage(tree, exc)
+        if partial is not None:
+            words = partial.spec.transfer_words or _default_words(partial.spec.language, transfer_words)
+            graph_problems(check, partial.spec, words, skipped=partial.dropped_steps)
         raise FlowError(check.problems) from None
     words = spec.transfer_words or _default_words(spec.language, transfer_words)
     graph_problems(check, spec, words)
@@ -89,7 +94,7 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
         raise FlowError(check.problems)
     classifier = None
     if spec.intents:
-        classifier = IntentClassifier(
+        classifier = trained_classifier(
             {name: intent.examples for name, intent in spec.intents.items()}, spec.out_of_scope, spec.language
         )
     return Flow(spec=spec, path=file, transfer_words=words,

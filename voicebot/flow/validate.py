@@ -6,15 +6,18 @@ in one pass instead of one error per run.
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass, replace
 import string
 from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from voicebot.dialog.messages import MESSAGE_KEYS, MESSAGES
 from voicebot.errors import Problem
+from voicebot.flow.messages import MESSAGE_KEYS, MESSAGES
 from voicebot.flow.schema import (
-    LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, AskStep, FlowSpec, targets,
+    LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, AnswerStep, AskStep, Defaults, FeedbackStep, FlowSpec, HangupStep,
+    Hours, HoursStep, RouteStep, SayStep, SmsStep, TransferSettings, TransferStep, targets,
 )
 from voicebot.flow.yamlsrc import line_of
 from voicebot.nlu.lexicon import DISCLOSURE
@@ -39,8 +42,30 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "top level"
 
 
+def did_you_mean(name: Any, options: Iterable[Any]) -> str:
+    """ "; did you mean 'x'?" for the nearest of ``options``, or "" when nothing is near."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+_STEP_MODELS = {name: model for name, model in zip(STEP_TYPES, (
+    SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep))}
+_STEP_SETTINGS = {f for model in _STEP_MODELS.values() for f in model.model_fields}
+_SECTIONS = {"defaults": Defaults, "transfer": TransferSettings, "hours": Hours}
+_KINDS = {
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "text", "list_type": "a list", "dict_type": "a mapping",
+    "model_type": "a mapping (indented 'key: value' lines)",
+    "model_attributes_type": "a mapping (indented 'key: value' lines)", "date_type": "a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "a date (YYYY-MM-DD)", "tuple_type": "a list",
+}
+
+
 def _pydantic_loc(tree: Any, loc: tuple[Any, ...]) -> list[Any]:
     """Pydantic puts a union's tag (the step type) into ``loc``; drop parts the YAML doesn't have."""
+    if len(loc) >= 3 and loc[0] == "steps" and loc[2] in STEP_TYPES:
+        loc = loc[:2] + loc[3:]      # the tag, which can also be a key ("say")
     path, node = [], tree
     for part in loc:
         if isinstance(node, dict) and part in node:
@@ -57,30 +82,156 @@ def _pydantic_loc(tree: Any, loc: tuple[Any, ...]) -> list[Any]:
     return path
 
 
+def _owner(path: tuple[Any, ...]) -> str:
+    """Who a setting belongs to, in the operator's words: "step 'menu'", "'defaults'", "the flow"."""
+    if len(path) >= 2 and path[0] == "steps":
+        return f"step '{path[1]}'"
+    return f"'{_where(path)}'" if path else "the flow"
+
+
+def _step_type(tree: Any, sid: Any) -> str | None:
+    step = tree.get("steps", {}).get(sid) if isinstance(tree, dict) and isinstance(tree.get("steps"), dict) else None
+    kind = step.get("type") if isinstance(step, dict) else None
+    return kind if kind in _STEP_MODELS else None
+
+
+def _unknown_key(tree: Any, path: tuple[Any, ...]) -> str:
+    parent, key = path[:-1], path[-1]
+    if len(parent) == 2 and parent[0] == "steps":
+        kind = _step_type(tree, parent[1])
+        options = _STEP_MODELS[kind].model_fields if kind else _STEP_SETTINGS
+        what = f"a setting of {'an' if (kind or 'x')[0] in 'aeiou' else 'a'} {kind} step" if kind else "a step setting"
+        return f"step '{parent[1]}': '{key}' is not {what}{did_you_mean(key, options)}"
+    if not parent:
+        return f"'{key}' is not a flow setting{did_you_mean(key, FlowSpec.model_fields)}"
+    if len(parent) == 1 and parent[0] in _SECTIONS:
+        return f"'{key}' is not a setting of '{parent[0]}'{did_you_mean(key, _SECTIONS[parent[0]].model_fields)}"
+    if parent[-1] == "confidence":
+        return f"{_owner(parent)}: '{key}' is not a confidence setting{did_you_mean(key, ('accept', 'confirm'))}"
+    return f"unknown key '{key}' in {_where(parent)}"
+
+
+def _misplaced_setting(check: "Checker", key: str) -> Problem | None:
+    """A step setting written at step level (dedented): pydantic sees a step named ``key``."""
+    steps = check.tree.get("steps")
+    if key not in _STEP_SETTINGS or not isinstance(steps, dict) or isinstance(steps.get(key), dict):
+        return None
+    names = list(steps)
+    before = [n for n in names[:names.index(key)] if isinstance(steps[n], dict)]
+    owner = f" of step '{before[-1]}' above it" if before else ""
+    return Problem(check.file, line_of(check.tree, ["steps", key]),
+                   f"'{key}' is at the wrong indentation: it is read as a step of its own, but it is a "
+                   f"setting{owner}; indent it like the other settings of that step")
+
+
 def schema_problems(check: Checker, error: ValidationError) -> None:
+    """Pydantic's errors as sentences about the flow, each at the line to fix."""
+    misplaced: dict[str, Problem] = {}
     for err in error.errors():
-        loc = tuple(err["loc"])
-        path = _pydantic_loc(check.tree, loc)
-        clean = tuple(p for p in path)
+        path = tuple(_pydantic_loc(check.tree, tuple(err["loc"])))
+        if len(path) == 2 and path[0] == "steps" and err["type"] in ("model_attributes_type", "model_type"):
+            found = _misplaced_setting(check, path[1])
+            if found is not None:
+                misplaced[path[1]] = found
+    first = len(check.problems)
+    for err in error.errors():
+        path = tuple(_pydantic_loc(check.tree, tuple(err["loc"])))
         kind = err["type"]
+        if len(path) == 2 and path[0] == "steps" and path[1] in misplaced:
+            continue
         if kind == "extra_forbidden":
-            parent = _where(clean[:-1])
-            check.add(path, f"unknown key '{clean[-1]}' in {parent}")
+            check.add(path, _unknown_key(check.tree, path))
         elif kind == "missing":
-            parent, key = clean[:-1], clean[-1]
-            if len(parent) == 2 and parent[0] == "steps" and key == "next":
+            parent, key = path[:-1], path[-1]
+            if key in misplaced and len(parent) == 2:
+                cause = misplaced[key]
+                misplaced[key] = replace(cause, message=cause.message + f"\n    (and so {_owner(parent)} on line "
+                                         f"{line_of(check.tree, parent)} has no '{key}')")
+            elif len(parent) == 2 and parent[0] == "steps" and key == "next":
                 check.add(parent, f"step '{parent[1]}' has no 'next': callers would hit a dead end")
+            elif not parent:
+                check.add(parent, f"the flow has no '{key}'")
             else:
-                check.add(parent, f"{_where(parent)} is missing '{key}'")
+                check.add(parent, f"{_owner(parent)} is missing '{key}'")
         elif kind == "union_tag_invalid":
-            got = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else None
-            check.add(list(path) + ["type"], f"{_where(clean)}: unknown step type '{got}'; use one of "
-                      + ", ".join(STEP_TYPES))
+            got = err["input"].get("type") if isinstance(err.get("input"), dict) else None
+            check.add(list(path) + ["type"], f"{_owner(path)}: unknown step type '{got}'"
+                      f"{did_you_mean(got, STEP_TYPES)} (use one of {', '.join(STEP_TYPES)})")
         elif kind == "union_tag_not_found":
-            check.add(path, f"{_where(clean)} has no 'type' (one of {', '.join(STEP_TYPES)})")
+            check.add(path, f"{_owner(path)} has no 'type' (one of {', '.join(STEP_TYPES)})")
+        elif kind == "literal_error":
+            expected = [o.strip(" '") for o in str(err.get("ctx", {}).get("expected", "")).replace(" or ", ", ").split(",")]
+            check.add(path, f"{_owner(path[:-1])}: '{err['input']}' is not a valid {path[-1]}"
+                      f"{did_you_mean(err['input'], expected)} (use one of {', '.join(expected)})")
+        elif kind == "string_pattern_mismatch" and path and path[-1] == "language":
+            check.add(path, f"language '{err['input']}' is not a language code like nl, en or nl-BE")
+        elif kind == "string_pattern_mismatch":
+            check.add(path, f"'{err['input']}' is not a valid name (letters, digits and _, not starting with a digit)")
+        elif kind in _KINDS:
+            check.add(path, f"{_owner(path[:-1])}: '{path[-1]}' should be {_KINDS[kind]}, not {err['input']!r}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            check.add(path, f"{_where(clean)}: {msg}")
+            check.add(path, f"{_where(path)}: {msg}")
+    check.problems[first:first] = misplaced.values()
+
+
+@dataclass
+class Salvaged:
+    """What is left of a flow once the parts with schema errors are set aside."""
+
+    spec: FlowSpec
+    dropped_steps: set[str]
+
+
+_REQUIRED = {"flow", "language", "start", "steps"}
+
+
+def salvage(tree: Any, error: ValidationError, rounds: int = 4) -> Salvaged | None:
+    """The flow without its unknown keys and broken steps, so the graph can still be checked.
+
+    Returns None when what is broken is needed for every other check (the language, the start, the
+    steps themselves).
+    """
+    if not isinstance(tree, dict):
+        return None
+    plain = _plain(tree)
+    dropped: set[str] = set()
+    for _ in range(rounds):
+        for err in error.errors():
+            loc = tuple(err["loc"])
+            if len(loc) >= 3 and loc[0] == "steps" and loc[2] in STEP_TYPES:
+                loc = loc[:2] + loc[3:]
+            if not loc:
+                return None
+            if loc[0] == "steps" and len(loc) >= 2 and isinstance(plain.get("steps"), dict):
+                step = plain["steps"].get(loc[1])
+                if err["type"] == "extra_forbidden" and len(loc) == 3 and isinstance(step, dict):
+                    value = step.pop(loc[2], None)
+                    meant = difflib.get_close_matches(str(loc[2]), list(_STEP_SETTINGS), n=1, cutoff=0.6)
+                    if meant and meant[0] not in step:
+                        step[meant[0]] = value      # check the rest as if the suggestion were taken
+                else:
+                    plain["steps"].pop(loc[1], None)
+                    dropped.add(str(loc[1]))
+            elif loc[0] in _REQUIRED:
+                return None
+            elif loc[0] in ("intents", "prompts", "messages") and len(loc) >= 2 and isinstance(plain.get(loc[0]), dict):
+                plain[loc[0]].pop(loc[1], None)
+            else:
+                plain.pop(loc[0], None)
+        try:
+            return Salvaged(FlowSpec.model_validate(plain), dropped)
+        except ValidationError as again:
+            error = again
+    return None
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
 
 
 def placeholders(text: str | None) -> set[str]:
@@ -96,20 +247,84 @@ def _texts(step: Any) -> dict[str, str]:
     return {k: getattr(step, k) for k in ("say", "keypad", "reprompt", "confirm", "thanks") if getattr(step, k, None)}
 
 
-def graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | None) -> None:
+def graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | None,
+                   skipped: set[str] = frozenset()) -> None:
+    """The checks that need the whole flow. ``skipped`` steps had schema errors and are left out:
+    transitions to them are not missing, and the checks that follow every path wait for the fix."""
+    if skipped:
+        sub = Checker(check.file, check.tree)
+        _graph_problems(sub, spec, transfer_words)
+        whole_graph = ("is unreachable", "has no way out", "not asked on every path", "digital assistant",
+                       "unknown placeholder")
+        check.problems.extend(
+            p for p in sub.problems
+            if not any(f"missing step '{sid}'" in p.message or f"start step '{sid}'" in p.message for sid in skipped)
+            and not any(w in p.message for w in whole_graph))
+        return
+    _graph_problems(check, spec, transfer_words)
+
+
+def _graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | None) -> None:
+    """Graph problems, each missing transition followed by the problems that go away once it is fixed."""
+    first = len(check.problems)
+    _graph_checks(check, spec, transfer_words)
+    found = check.problems[first:]
+    for sid, step in spec.steps.items():
+        for where, target in targets(step).items():
+            if target in spec.steps:
+                continue
+            cause = next((i for i, p in enumerate(check.problems)
+                          if f"step '{sid}': {where} goes to missing step '{target}'" in p.message), None)
+            if cause is None:
+                continue
+            trial = Checker(check.file, check.tree)
+            _graph_checks(trial, _repaired(spec, sid, where, target), transfer_words)
+            after = {(p.line, p.message) for p in trial.problems}
+            follow = [p for p in check.problems
+                      if any(p is q for q in found) and p is not check.problems[cause] and (p.line, p.message) not in after
+                      and "goes to missing step" not in p.message]
+            if not follow:
+                continue
+            lines = "".join(f"\n      line {p.line}: {p.message}" for p in follow)
+            many = "more problem follows from this and goes" if len(follow) == 1 else \
+                "more problems follow from this and go"
+            check.problems[cause] = replace(check.problems[cause], message=check.problems[cause].message
+                                            + f"\n    ({len(follow)} {many} away with it:{lines})")
+            check.problems[:] = [p for p in check.problems if not any(p is f for f in follow)]
+
+
+def _repaired(spec: FlowSpec, sid: str, where: str, target: str) -> FlowSpec:
+    """The flow with one missing transition mended: to the nearest step name, or to a stand-in hangup."""
+    steps = dict(spec.steps)
+    close = difflib.get_close_matches(target, list(steps), n=1, cutoff=0.6)
+    if close:
+        step = steps[sid]
+        if "." in where:
+            field, key = where.split(".", 1)
+            steps[sid] = step.model_copy(update={field: {**getattr(step, field), key: close[0]}})
+        else:
+            steps[sid] = step.model_copy(update={where: close[0]})
+    else:
+        steps[target] = HangupStep(type="hangup", say="-")
+    return spec.model_copy(update={"steps": steps})
+
+
+def _graph_checks(check: Checker, spec: FlowSpec, transfer_words: list[str] | None) -> None:
     steps = spec.steps
     if spec.start not in steps:
-        check.add(["start"], f"start step '{spec.start}' does not exist")
+        check.add(["start"], f"start step '{spec.start}' does not exist{did_you_mean(spec.start, steps)}")
 
     # Transitions to steps that do not exist, and branch keys that cannot occur.
     for sid, step in steps.items():
         for where, target in targets(step).items():
             if target not in steps:
-                check.add(["steps", sid, *where.split(".", 1)], f"step '{sid}': {where} goes to missing step '{target}'")
+                check.add(["steps", sid, *where.split(".", 1)],
+                          f"step '{sid}': {where} goes to missing step '{target}'{did_you_mean(target, steps)}")
         if step.type == "route":
             for intent in step.routes:
                 if intent not in spec.intents:
-                    check.add(["steps", sid, "routes", intent], f"step '{sid}' routes unknown intent '{intent}'")
+                    check.add(["steps", sid, "routes", intent], f"step '{sid}' routes unknown intent '{intent}'"
+                              f"{did_you_mean(intent, spec.intents)}")
         if isinstance(step, AskStep):
             _ask_problems(check, sid, step)
 
@@ -120,7 +335,8 @@ def graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | N
         if step.say and step.prompt:
             check.add(["steps", sid, "prompt"], f"step '{sid}' has both 'say' and 'prompt'; keep one")
         if step.prompt and step.prompt not in spec.prompts:
-            check.add(["steps", sid, "prompt"], f"step '{sid}': prompt '{step.prompt}' is not defined under 'prompts'")
+            check.add(["steps", sid, "prompt"], f"step '{sid}': prompt '{step.prompt}' is not defined under 'prompts'"
+                      f"{did_you_mean(step.prompt, spec.prompts)}")
         elif step.type in _NEEDS_PROMPT and not step.say and not step.prompt:
             check.add(["steps", sid], f"step '{sid}' ({step.type}) has no prompt: add 'say' or 'prompt'")
 
@@ -150,7 +366,7 @@ def graph_problems(check: Checker, spec: FlowSpec, transfer_words: list[str] | N
     # Messages the engine needs, in this flow's language.
     for key in spec.messages:
         if key not in MESSAGE_KEYS:
-            check.add(["messages", key], f"unknown message '{key}'")
+            check.add(["messages", key], f"unknown message '{key}'{did_you_mean(key, MESSAGE_KEYS)}")
     if spec.language not in MESSAGES:
         missing = sorted(MESSAGE_KEYS - set(spec.messages))
         if missing:

@@ -6,6 +6,10 @@ so that "0.8" means roughly "right eight times in ten" and the engine's threshol
 something. The flow's ``out_of_scope`` examples form an extra class: a request the flow cannot
 handle is rejected instead of being forced onto the nearest intent. A prediction whose best
 intent stays under ``min_confidence`` is rejected as well.
+
+The fit is small (a few hundred short texts), so it runs with the numeric libraries limited to one
+thread: on a busy two-core machine OpenBLAS threads fighting over the cores made it 20-50 times
+slower. ``nlu.cache`` keeps trained classifiers so an unchanged flow is not fitted again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
+from threadpoolctl import threadpool_limits
 
 from voicebot.nlu.normalize import normalize
 
@@ -85,8 +90,12 @@ class IntentClassifier:
         else:
             model = base
         self._model = make_pipeline(features, model)
-        self._model.fit(texts, labels)
+        self._fit(texts, labels)
         self._classes = list(self._model.classes_)
+
+    def _fit(self, texts: list[str], labels: list[str]) -> None:
+        with threadpool_limits(limits=1):
+            self._model.fit(texts, labels)
 
     def classify(self, text: str) -> IntentResult:
         norm = normalize(text, self.language).replace("[unk]", " ").strip()

@@ -5,6 +5,9 @@ Flows write their own prompts; these are the few sentences the engine adds (conf
 any of them under ``messages:``; a flow in a language without a pack here must give all of them,
 which flow validation checks.
 
+They are flow data (validation needs the keys, a loaded flow carries its resolved pack), so they
+live with the flows; the dialog reads them through ``Flow.msg``.
+
 The ``keys_*``, ``keypad_*`` and ``invalid_key`` sentences are for calls that go on by keypad
 (no speech recognition): they replace every "say ..." with what to press, and 0 always reaches
 a person.
@@ -126,6 +129,14 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 MESSAGE_KEYS = frozenset(MESSAGES["en"])
+
+# Words with which a caller asks for a person, per language. The flow's own ``transfer_words``
+# come first, then ``dialog.transfer_words`` in config.yaml; these are the built-in default
+# (config.py's default is this same table).
+TRANSFER_WORDS: dict[str, list[str]] = {
+    "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
+    "en": ["agent", "operator", "representative", "human"],
+}
 
 
 def messages_for(language: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
