@@ -12,6 +12,8 @@ works on them (tests and the development mode derive settings that way).
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import difflib
 import os
@@ -24,6 +26,7 @@ from pydantic import field_validator
 from pydantic.dataclasses import dataclass
 
 from voicebot.errors import ConfigError
+from voicebot.nlu.lexicon import TRANSFER_WORDS
 from voicebot.yaml12 import load_yaml
 
 DEFAULT_CONFIG_FILE = "config.yaml"
@@ -88,10 +91,7 @@ class QueuesSection:
 @dataclass(config=_SECTION)
 class DialogSection:
     max_turns: Annotated[Int, _range(1, 1000)] = 40
-    transfer_words: Words = dataclasses.field(default_factory=lambda: {
-        "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
-        "en": ["agent", "operator", "representative", "human"],
-    })
+    transfer_words: Words = dataclasses.field(default_factory=lambda: copy.deepcopy(TRANSFER_WORDS))
 
     @field_validator("transfer_words", mode="before")
     @classmethod

@@ -15,6 +15,8 @@ a person.
 
 from __future__ import annotations
 
+from voicebot.nlu.lexicon import TRANSFER_WORDS  # noqa: F401  (the built-in words, beside the messages)
+
 MESSAGES: dict[str, dict[str, str]] = {
     "nl": {
         "confirm_intent": "U wilt {label}, klopt dat?",
@@ -133,10 +135,6 @@ MESSAGE_KEYS = frozenset(MESSAGES["en"])
 # Words with which a caller asks for a person, per language. The flow's own ``transfer_words``
 # come first, then ``dialog.transfer_words`` in config.yaml; these are the built-in default
 # (config.py's default is this same table).
-TRANSFER_WORDS: dict[str, list[str]] = {
-    "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
-    "en": ["agent", "operator", "representative", "human"],
-}
 
 
 def messages_for(language: str, overrides: dict[str, str] | None = None) -> dict[str, str]:

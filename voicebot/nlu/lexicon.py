@@ -78,3 +78,10 @@ DISCLOSURE: dict[str, tuple[str, ...]] = {
     "en": ("digital assistant", "virtual assistant", "automated assistant", "automated system", "computer",
            "voicebot", "chatbot"),
 }
+
+
+# The words that reach a person from any step, per language (a flow or config.yaml may replace them).
+TRANSFER_WORDS: dict[str, list[str]] = {
+    "nl": ["medewerker", "een medewerker", "mens", "iemand spreken"],
+    "en": ["agent", "operator", "representative", "human"],
+}
