@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voicebot.dialog.actions import Say, Transfer
+from voicebot.dialog.actions import Action, Say, Transfer
 from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.events import CallStarted, SystemFailure
 from voicebot.dialog.state import CallState
@@ -28,6 +28,12 @@ def failure_transfer(engine: DialogEngine, call_sid: str, record: dict[str, Any]
     else:
         state = engine.new_state(CallStarted(call_id=call_sid, caller=str(record.get("caller", "")),
                                              called=str(record.get("called", ""))))
-    actions = engine.handle(state, SystemFailure("the stream ended without a decision"))
-    said = " ".join(a.text for a in actions if isinstance(a, Say))
-    return next(a for a in actions if isinstance(a, Transfer)), said
+    transfer, said = handover(engine.handle(state, SystemFailure("the stream ended without a decision")))
+    assert transfer is not None      # SystemFailure on a call that has not ended always hands over
+    return transfer, said
+
+
+def handover(actions: list[Action]) -> tuple[Transfer | None, str]:
+    """The transfer in the engine's answer to a failure, and the text it says first (for Twilio's voice)."""
+    transfer = next((a for a in actions if isinstance(a, Transfer)), None)
+    return transfer, " ".join(a.text for a in actions if isinstance(a, Say))

@@ -27,6 +27,7 @@ from voicebot.speech.recognizer import (
 )
 from voicebot.telephony import stream_codec as codec
 from voicebot.telephony import turns as tt
+from voicebot.telephony.failover import handover
 
 log = logging.getLogger("voicebot.call")
 
@@ -57,7 +58,6 @@ class CallSession:
         self._asr_turn: int | None = None
         self._marks = 0
         self._response_from: float | None = None
-        self._ending_stored = False
         self._released = False
 
     @property
@@ -107,8 +107,7 @@ class CallSession:
     def _on_start(self, start: codec.Start) -> None:
         refused = self.rt.admit_stream(start)
         if refused is not None:
-            self._decoder = codec.StreamDecoder()       # nothing of a refused start is kept
-            self.closed = True
+            self.closed = True                           # nothing more is read; nothing was stored
             self._close_socket()
             return
         self.start = start
@@ -230,9 +229,9 @@ class CallSession:
 
     def _store_ending(self, ending: Transfer | Hangup, announce: str | bool = False) -> None:
         """What /twilio/after-stream must answer; stored once, whatever order hang-up and transfer come in."""
-        if self._ending_stored:
+        if self.ending is not None:
             return
-        self._ending_stored, self.ending = True, ending
+        self.ending = ending
         if isinstance(ending, Transfer):
             self.rt.metrics.transfers.labels(reason=ending.reason).inc()
             self.rt.store.update(self.call_sid, announce=announce, language=self.engine.flow.language,
@@ -253,9 +252,8 @@ class CallSession:
         except Exception:
             log.exception("call %s: the engine failed too; after-stream hands the caller over", self.call_sid)
             actions = []
-        transfer = next((a for a in actions if isinstance(a, Transfer)), None)
+        transfer, said = handover(actions)
         if transfer is not None:
-            said = " ".join(a.text for a in actions if isinstance(a, Say))
             self._store_ending(transfer, announce=said or True)
         self._save()
         self._finish()
