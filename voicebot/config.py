@@ -18,7 +18,7 @@ import dataclasses
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -177,6 +177,21 @@ class TelephonySettings:
         return value
 
 
+@dataclass(config=_SECTION)
+class IdentitySection:
+    """Who is calling: the customer directory and the lockout against guessing across calls."""
+
+    directory: Literal["sqlite", "http"] = "sqlite"
+    database: Path = Path("data/customers.sqlite3")
+    crm_url: Text = ""
+    crm_timeout_seconds: Seconds = 3.0
+    crm_failures_to_open: Annotated[Int, _range(1, 1000)] = 5
+    crm_open_seconds: Seconds = 30.0
+    lockout_attempts: Annotated[Int, _range(1, 100)] = 5
+    lockout_minutes: Annotated[Int, _range(1, 10080, unit="minutes")] = 30
+    crm_token: Text = dataclasses.field(default="", repr=False)
+
+
 class ConfigFile(BaseModel):
     """config.yaml as written: one attribute per section."""
 
@@ -190,6 +205,7 @@ class ConfigFile(BaseModel):
     speech: SpeechSettings = SpeechSettings()
     prompts: PromptSettings = PromptSettings()
     telephony: TelephonySettings = TelephonySettings()
+    identity: IdentitySection = IdentitySection()
 
 
 # Environment variables that override a setting of config.yaml (its range still applies).
@@ -205,6 +221,7 @@ ENV_SECRETS = {
     "TWILIO_ACCOUNT_SID": ("telephony", "account_sid"),
     "TWILIO_API_BASE": ("telephony", "api_base"),
     "VOICEBOT_STREAM_SECRET": ("telephony", "stream_secret"),
+    "VOICEBOT_CRM_TOKEN": ("identity", "crm_token"),
 }
 _FILE_ONLY_NOT = {key: var for var, (_, key) in ENV_SECRETS.items()}
 
@@ -239,6 +256,7 @@ class Settings:
     speech: SpeechSettings
     prompts: PromptSettings
     telephony: TelephonySettings
+    identity: IdentitySection
     metrics_token: str = dataclasses.field(default="", repr=False)   # VOICEBOT_METRICS_TOKEN
     dev: bool = False                                                # VOICEBOT_DEV=1
     hash_salt: str = dataclasses.field(default="", repr=False)       # VOICEBOT_HASH_SALT
@@ -433,4 +451,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         prompts=dataclasses.replace(prompts, cache_dir=under_root(prompts.cache_dir),
                                     recorded_dir=under_root(prompts.recorded_dir)),
         telephony=config.telephony,
+        identity=dataclasses.replace(config.identity, database=under_root(config.identity.database)),
     )

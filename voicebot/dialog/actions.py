@@ -12,9 +12,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Say:
+    """``personal``: the text carries the caller's own values (a customer number read back), so it
+    is synthesised for this call only and never written to the disk cache."""
+
     text: str
     prompt_id: str | None = None
     barge_in: bool = True
+    personal: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,4 +55,18 @@ class SendSms:
     text: str
 
 
-Action = Say | Listen | Transfer | Hangup | SendSms
+@dataclass(frozen=True)
+class CheckIdentity:
+    """Check what the caller gave against the customer directory. Always the last action of a turn;
+    the adapter answers at once with an ``IdentityChecked`` event (``voicebot.identity.settle``).
+
+    ``values`` may hold secrets (a PIN, a date of birth as ISO text, a full postcode): the adapter
+    compares and forgets them; they are never logged, stored or put in a job. ``repr`` hides them.
+    """
+
+    method: str
+    values: dict[str, str] = field(default_factory=dict, repr=False)
+    caller: str = ""
+
+
+Action = Say | Listen | Transfer | Hangup | SendSms | CheckIdentity

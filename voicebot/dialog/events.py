@@ -15,6 +15,9 @@ class CallStarted:
 
     ``speech`` is False when this call has no speech recognition from the start (no model for the
     flow's language, the recogniser would not start): the engine then runs the call by keypad.
+
+    ``earlier`` is the stored state (``CallState.to_dict()``) of an unfinished call from the same
+    number within the flow's resume window, found by the adapter: the engine offers to go on with it.
     """
 
     call_id: str
@@ -22,6 +25,7 @@ class CallStarted:
     called: str = ""
     at: str = ""
     speech: bool = True
+    earlier: dict | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,4 +84,20 @@ class SystemFailure:
     what: str = ""
 
 
-Event = CallStarted | Utterance | Digits | NoInput | CallEnded | SpeechUnavailable | SystemFailure
+@dataclass(frozen=True)
+class IdentityChecked:
+    """The identity adapter's answer to a ``CheckIdentity`` action, handed back at once.
+
+    ``outcome``: ``match`` (the values belong to ``customer``), ``no_match`` (wrong values, or no
+    such customer: the caller is never told which), ``locked`` (too many failures for this customer
+    or calling number across calls), ``unavailable`` (directory or lockout counters unreachable:
+    fail closed). ``customer`` is ``{"number": ..., "name": ...}`` on a match, never a secret.
+    """
+
+    method: str
+    outcome: str
+    customer: dict | None = None
+
+
+Event = (CallStarted | Utterance | Digits | NoInput | CallEnded | SpeechUnavailable | SystemFailure
+         | IdentityChecked)
