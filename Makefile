@@ -36,7 +36,8 @@ done; exit 1
 help:
 	@echo "make run         install what is missing, start Redis (unless REDIS_URL is set) and run"
 	echo "                 the Procfile (web on PORT, default 5000, + RQ worker) in the foreground;"
-	echo "                 without TWILIO_AUTH_TOKEN in development mode (127.0.0.1 only, token in .run/)"
+	echo "                 without TWILIO_AUTH_TOKEN in development mode (127.0.0.1 only, token in .run/);"
+	echo "                 loads the demo customers (flows/customers-demo.csv) into the directory first"
 	echo "make test        install what is missing, then run pytest (extra arguments: PYTEST_ARGS=...)"
 	echo "make install     only install: system packages, .venv and the project in it"
 	echo "make redis-stop  stop the Redis that 'make run' started"
@@ -104,6 +105,10 @@ run: install
 		export VOICEBOT_DEV=1
 	fi
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+	# The demo customers, so the default flow's verification can be tried at once (see
+	# docs/identity.md); --update makes this a no-op change on every later run.
+	echo "Loading the demo customers from flows/customers-demo.csv into the customer directory"
+	voicebot customers import flows/customers-demo.csv --update --quiet
 	exec honcho start -f Procfile
 
 test: install
