@@ -8,6 +8,7 @@ the date of birth and the PIN are masked, and a PIN is never echoed while typed.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -130,7 +131,7 @@ def set_pin_command(ctx: click.Context, number: str, pin_stdin: bool) -> None:
             if directory.by_number(number) is None:
                 raise click.ClickException(f"no customer {number.strip()}")
             if pin_stdin:
-                line = click.get_text_stream("stdin").readline(MAX_PIN_LINE)
+                line = sys.stdin.readline(MAX_PIN_LINE)
                 try:
                     pin = fields.pin(line)
                 except ValueError as exc:

@@ -48,6 +48,20 @@ MAX_PHONES = 20
 _CHUNK = 16 * 1024
 
 
+class _WithoutQueries(logging.Filter):
+    """urllib3 logs each request line at DEBUG, query string included: for an address lookup
+    that is the caller's full postcode. Keep the path, drop the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(arg.split("?", 1)[0] + "?..." if isinstance(arg, str) and "?" in arg else arg
+                                for arg in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_WithoutQueries())
+
+
 class CrmProblem(Exception):
     """Why one request did not give a usable answer (becomes ``DirectoryUnavailable``)."""
 

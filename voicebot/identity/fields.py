@@ -22,7 +22,7 @@ _CUSTOMER_NUMBER = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
 # Dutch postcodes: four digits not starting with 0, two letters; SA, SD and SS are never issued.
 _POSTCODE = re.compile(r"([1-9][0-9]{3}) ?([A-Z]{2})")
 _UNUSED_POSTCODE_LETTERS = {"SA", "SD", "SS"}
-_HOUSE_NUMBER = re.compile(r"([0-9]{1,5})(?:[ -]?([A-Z]{1,4}|[0-9]{1,4}))?")
+_HOUSE_NUMBER = re.compile(r"([0-9]{1,5})(?:[ -]?([A-Z]{1,4})|[ -]([0-9]{1,4}))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -81,10 +81,8 @@ def house_number(text: str) -> str:
     match = _HOUSE_NUMBER.fullmatch(" ".join(str(text).upper().split()))
     if not match or match.group(1).startswith("0"):
         raise ValueError("house number must be a number, optionally with an addition like 12A or 12-2")
-    number, addition = match.group(1), match.group(2) or ""
-    if addition.isdigit():
-        return f"{number}-{addition}"
-    return number + addition
+    number, letters, digits = match.groups()
+    return f"{number}-{digits}" if digits else number + (letters or "")
 
 
 def birth_date(text: str, today: dt.date | None = None) -> dt.date:
