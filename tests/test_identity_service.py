@@ -99,7 +99,8 @@ def test_postcode_and_house_number_need_exactly_one_customer():
     directory = FakeDirectory()
     assert check("postcode_house", {"postcode": "1234 ab", "house_number": "12"}, "", directory) == ANNA
     assert check("postcode_house", {"postcode": "1234AB", "house_number": "13"}, "", directory) is None
-    assert check("postcode_house", {"postcode": "9999ZZ", "house_number": "1"}, "", directory) is None   # two live there
+    # Two customers live there: neither is told apart.
+    assert check("postcode_house", {"postcode": "9999ZZ", "house_number": "1"}, "", directory) is None
 
 
 def test_pin_is_checked_by_the_directory():
@@ -111,7 +112,8 @@ def test_pin_is_checked_by_the_directory():
 
 
 @pytest.mark.parametrize("values", [
-    {}, {"customer_number": "100234"}, {"birth_date": "1980-05-17"}, {"customer_number": "", "birth_date": "1980-05-17"},
+    {}, {"customer_number": "100234"}, {"birth_date": "1980-05-17"},
+    {"customer_number": "", "birth_date": "1980-05-17"},
     {"customer_number": "100234", "birth_date": None}, {"customer_number": "1" * 65, "birth_date": "1980-05-17"},
 ])
 def test_missing_or_implausible_values_never_match_and_are_not_looked_up(values):
@@ -296,7 +298,8 @@ def test_in_process_counters_lock_and_expire():
     now = [0.0]
     lockout = MemoryLockout(2, 60, max_keys=3, clock=lambda: now[0])
     svc = IdentityService(FakeDirectory(), None, "salt", 2, 1, lockout=lockout)
-    assert outcomes(svc, [dob(birth="1980-01-01"), dob(birth="1980-01-02"), dob()]) == ["no_match", "no_match", "locked"]
+    guesses = [dob(birth="1980-01-01"), dob(birth="1980-01-02"), dob()]
+    assert outcomes(svc, guesses) == ["no_match", "no_match", "locked"]
     now[0] = 59.9
     assert svc.check(dob()).outcome == "locked"
     now[0] = 60.0
