@@ -128,10 +128,12 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
         flow = load_flow_file(ctx, flow_path(ctx, flow_file or defaults.get("flow")))
+        identity = simulator.development_identity(settings_from(ctx), flow, shared=False)
         failed = 0
         for scenario in scenarios:
             result = simulator.run_scenario(flow, scenario, caller=caller if caller != "+31612345678"
-                                            else defaults.get("caller", caller), at=at or defaults.get("at"))
+                                            else defaults.get("caller", caller), at=at or defaults.get("at"),
+                                            identity=identity)
             click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}")
             if not result.passed:
                 failed += 1
@@ -142,7 +144,8 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
     flow = load_flow_file(ctx, flow_path(ctx, flow_file))
-    simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout, keypad=keypad)
+    identity = simulator.development_identity(settings_from(ctx), flow, note=lambda line: click.echo(f"     [{line}]"))
+    simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout, keypad=keypad, identity=identity)
 
 
 def _register() -> None:

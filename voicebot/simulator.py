@@ -8,6 +8,13 @@ A call without speech recognition is simulated with ``speech=False`` (``chat(key
 ``speech: false`` in a scenario file or scenario): the engine runs it by keypad, as on a phone
 line without a speech model. Scenario turns may also send ``speech_unavailable`` (recognition
 failing mid-call) and ``failure`` (something on our side breaking).
+
+Identity checks go to the configured customer directory (``development_identity``), as on the
+phone. The lockout counters are Redis's when it answers, so that several chats show the lockout
+across calls as the phone does; without Redis they are counted in the chat's own process (it is a
+development tool: a server fails closed instead). Scenario runs (`voicebot chat --script`) always
+count in their own process, one set of counters per run, so that a regression run never depends on
+an earlier one or on what a developer's Redis holds.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, Callable, ClassVar, TextIO
 
 from pydantic import Field, ValidationError
 
+from voicebot.config import Settings
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.events import (
@@ -29,6 +37,9 @@ from voicebot.dialog.events import (
 from voicebot.dialog.state import CallState
 from voicebot.errors import ScenarioError
 from voicebot.flow import Flow
+from voicebot.identity.lockout import Lockout, MemoryLockout, RedisLockout
+from voicebot.identity.service import IdentityService, settle, uses_verification
+from voicebot.redis_clients import ping, redis_client, shown_url
 from voicebot.scenario import Expectations, Scenario, Spec, Turn, first_problem, problem, quoted_numbers, read_yaml
 
 
@@ -36,13 +47,16 @@ class Simulation:
     """One simulated call: feed it events, read back actions and state."""
 
     def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
-                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000"):
+                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000",
+                 identity: IdentityService | None = None):
         self.flow = flow
         self.engine = DialogEngine(flow, max_turns=max_turns)
+        self.identity = identity
         start = CallStarted(call_id=call_id, caller=caller, called=called,
                             at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech)
         self.state: CallState
-        self.state, self.opening = self.engine.start(start)
+        self.state, opening = self.engine.start(start)
+        self.opening = settle(self.engine, self.state, opening, identity)
         self.transfer: Transfer | None = next((a for a in self.opening if isinstance(a, Transfer)), None)
         self.last_nlu: dict[str, Any] | None = None
 
@@ -56,7 +70,7 @@ class Simulation:
             step = self.flow.spec.steps.get(self.state.step or "")
             if step is not None and step.type == "route":
                 self.last_nlu = self.flow.classifier.classify(event.text).to_dict()
-        actions = self.engine.handle(self.state, event)
+        actions = settle(self.engine, self.state, self.engine.handle(self.state, event), self.identity)
         for action in actions:
             if isinstance(action, Transfer):
                 self.transfer = action
@@ -106,15 +120,40 @@ def _stdin_is_terminal() -> bool:
         return False
 
 
+def development_identity(settings: Settings, flow: Flow, *, shared: bool = True,
+                         note: Callable[[str], None] = lambda line: None) -> IdentityService | None:
+    """The identity checks of a chat: None when ``flow`` has no verify step, else the configured
+    directory with lockout counters in Redis when ``shared`` and Redis answers, else in this
+    process (``note`` is told so, in one line)."""
+    if not uses_verification([flow]):
+        return None
+    from voicebot.identity.directory import open_directory   # only a flow that verifies needs it
+
+    section = settings.identity
+    lockout: Lockout
+    window = section.lockout_minutes * 60
+    problem = ping(settings.redis_url) if shared else "not shared"
+    if problem is None:
+        lockout = RedisLockout(redis_client(settings.redis_url, "store"), section.lockout_attempts, window)
+    else:
+        lockout = MemoryLockout(section.lockout_attempts, window)
+        if shared:
+            note(f"no Redis at {shown_url(settings.redis_url)} ({problem}): failed identity checks count "
+                 "in this chat only")
+    return IdentityService(open_directory(section), None, settings.hash_salt, section.lockout_attempts,
+                           section.lockout_minutes, lockout=lockout)
+
+
 def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO,
-         keypad: bool = False, echo: bool | None = None) -> CallState:
+         keypad: bool = False, echo: bool | None = None, identity: IdentityService | None = None) -> CallState:
     """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call.
     ``keypad``: the call has no speech recognition, so only keys (and silence) reach the engine.
     ``echo``: write each caller line to ``out`` as ``you> ...``, so that a transcript of piped input
-    reads like the terminal (default: when stdin is not a terminal, which shows what is typed itself)."""
+    reads like the terminal (default: when stdin is not a terminal, which shows what is typed itself).
+    ``identity``: answers the flow's identity checks (``development_identity``); None: unavailable."""
     if echo is None:
         echo = not _stdin_is_terminal()
-    sim = Simulation(flow, caller=caller, at=at, speech=not keypad)
+    sim = Simulation(flow, caller=caller, at=at, speech=not keypad, identity=identity)
     if keypad:
         out.write(f"Keypad call on flow '{flow.id}' ({flow.language}), as without speech recognition. "
                   "Type #1234 for keys, an empty line for silence, Ctrl-D to hang up.\n")
@@ -273,11 +312,13 @@ def _explain(path: Path, data: Any, exc: ValidationError) -> str:
 
 
 def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+31612345678",
-                 at: str | None = None) -> ScenarioResult:
+                 at: str | None = None, identity: IdentityService | None = None) -> ScenarioResult:
+    """One scenario as one call. ``identity``: answers its identity checks; pass the same service
+    to every scenario of a run so that a lockout across calls can be shown."""
     result = ScenarioResult(name=str(scenario.get("name", "scenario")))
     sim = Simulation(flow, caller=str(scenario.get("caller", caller)), at=scenario.get("at", at),
                      speech=scenario.get("speech", True) is not False,
-                     called=str(scenario.get("called", DEFAULT_CALLED)))
+                     called=str(scenario.get("called", DEFAULT_CALLED)), identity=identity)
     actions = sim.opening
     first = True
     for n, turn in enumerate(scenario["turns"], start=1):

@@ -48,6 +48,9 @@ class Metrics:
         self.sms_sent = Counter("voicebot_sms_sent_total", "Text messages handed to Twilio", registry=r)
         self.sms_refused = Counter("voicebot_sms_refused_total",
                                    "Text messages not sent (country, not_e164, daily_limit)", ["reason"], registry=r)
+        self.verifications = Counter("voicebot_verifications_total",
+                                     "Identity checks by method and outcome (match, no_match, locked, unavailable)",
+                                     ["method", "outcome"], registry=r)
         self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
                                 ["flow", "step", "kind"], registry=r)
 

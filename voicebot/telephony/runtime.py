@@ -1,5 +1,5 @@
 """What every call in a web process shares: flows and engines, speech models, prompt audio, the call
-store, metrics, the handoff queue and text messages.
+store, metrics, the handoff queue, text messages and the identity checks.
 
 Built once when the app starts. The expensive parts are prepared in the background so the first
 caller does not wait: each flow language's model is loaded and its recogniser pool warmed on the
@@ -12,6 +12,10 @@ The runtime also admits media streams (``admit_stream``: the call's token, its a
 stream per call, at most ``telephony.max_calls`` live streams) and counts sockets that have not
 sent ``start`` yet, so that neither forged nor idle sockets can take a call or the server's threads.
 Handoff jobs and text messages run on executors of their own, never behind the start-up work.
+
+Identity checks (``identity``) use the configured customer directory, opened only when a flow has
+a verify step, and lockout counters in Redis through the store's client: when Redis does not
+answer, a check fails closed (``unavailable``) and the caller goes to a person, unverified.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from voicebot.config import Settings
 from voicebot.dialog.engine import DialogEngine
 from voicebot.errors import VoicebotError
 from voicebot.flow import Flow, load_flows
+from voicebot.identity import Directory
+from voicebot.identity.service import IdentityService, uses_verification
 from voicebot.redis_clients import redis_client
 from voicebot.speech.audio import ulaw_to_pcm
 from voicebot.dialog.sentences import static_sentences
@@ -47,7 +53,9 @@ WARM_RECOGNISERS = 4
 
 class Runtime:
     def __init__(self, settings: Settings, flows: dict[str, Flow] | None = None,
-                 models: SpeechModels | None = None):
+                 models: SpeechModels | None = None, directory: Directory | None = None):
+        """``directory``: the customer directory to check identities against (tests); default: the
+        one ``identity:`` in config.yaml names, opened when a flow has a verify step."""
         self.settings = settings
         self.flows = flows if flows is not None else load_flows(settings.flows_dir, settings.transfer_words)
         if not self.flows:
@@ -68,6 +76,19 @@ class Runtime:
         self.claims = StreamClaims(self.store.redis)
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self.identity = self._identity_service(directory)
+
+    def _identity_service(self, directory: Directory | None) -> IdentityService | None:
+        """None when no flow verifies anyone (then every check, if one came, is ``unavailable``)."""
+        if directory is None:
+            if not uses_verification(self.flows.values()):
+                return None
+            from voicebot.identity.directory import open_directory   # only a flow that verifies needs it
+
+            directory = open_directory(self.settings.identity)
+        section = self.settings.identity
+        return IdentityService(directory, self.store.redis, self.settings.hash_salt, section.lockout_attempts,
+                               section.lockout_minutes, metrics=self.metrics)
 
     # -- start-up ------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Each concern lives elsewhere and is tested on its own: ``stream_codec`` turns Twilio's JSON into
 typed messages and back, ``turns`` decides who may speak when (marks, barge-in, keys, timers on
 the audio clock), the dialog engine decides what is said. This class only carries messages between
-them, makes prompt audio, and keeps the call's record in the store.
+them, makes prompt audio, and keeps the call's record in the store. Identity checks the engine
+asks for are answered before its actions are carried out (``identity.service.settle``).
 
 Failure policy: a message we cannot use is logged and counted and the call goes on; a recogniser
 that fails or falls behind becomes ``SpeechUnavailable`` and the engine moves the call to the
@@ -22,6 +23,7 @@ from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transf
 from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, SystemFailure, Utterance, Word
 from voicebot.dialog.state import CallState
 from voicebot.errors import VoicebotError
+from voicebot.identity.service import settle
 from voicebot.speech.recognizer import (
     Final, NoSpeech, RecognitionFailed, Recognized, SpeechStarted, StreamingRecognizer,
 )
@@ -121,12 +123,13 @@ class CallSession:
             # The stream of a call we already served reconnected (its token proved the call): go on.
             self.state = CallState.from_dict(stored)
             log.info("call %s: resuming at step %s", self.call_sid, self.state.step)
-            actions = self.engine.resume(self.state, speech=speech)
+            actions = self._settled(self.engine.resume(self.state, speech=speech))
         else:
             params = start.parameters
             self.state, actions = self.engine.start(CallStarted(
                 call_id=start.call_sid, caller=params.get("from", ""), called=params.get("to", ""),
                 at=self.rt.local_time(flow), speech=speech))
+            actions = self._settled(actions)
         self._run(actions)
 
     def _start_recognizer(self, language: str) -> bool:
@@ -188,7 +191,11 @@ class CallSession:
 
     def _dialog(self, event: Event) -> None:
         self.rt.metrics.turns.inc()
-        self._run(self.engine.handle(self.state, event))
+        self._run(self._settled(self.engine.handle(self.state, event)))
+
+    def _settled(self, actions: list[Action]) -> list[Action]:
+        """The engine's actions with its identity check, if any, answered."""
+        return settle(self.engine, self.state, actions, self.rt.identity)
 
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
@@ -248,7 +255,7 @@ class CallSession:
             self._close_socket()
             return
         try:
-            actions = self.engine.handle(self.state, SystemFailure(what))
+            actions = self._settled(self.engine.handle(self.state, SystemFailure(what)))
         except Exception:
             log.exception("call %s: the engine failed too; after-stream hands the caller over", self.call_sid)
             actions = []
