@@ -14,16 +14,15 @@ from __future__ import annotations
 import hmac
 import re
 
-from voicebot.identity import Customer, Directory
+import phonenumbers
+
+from voicebot.identity import Customer, Directory, fields
 
 METHODS = ("caller_id", "customer_dob", "postcode_house", "pin")
 """The method names flows may use (``identity.methods`` and a verify step's ``methods``)."""
 
 MAX_VALUE_LENGTH = 64
 """Longer values are nobody's customer number, birth date, postcode or PIN: no match, no lookup."""
-
-DEFAULT_REGION = "31"
-"""Country calling code assumed for a national number (``06 ...``): the Netherlands."""
 
 _SEPARATORS = re.compile(r"[\s.\-()/]")
 
@@ -62,52 +61,31 @@ def check(method: str, values: dict[str, str], caller: str, directory: Directory
 
 
 def claimed_number(values: dict[str, str]) -> str | None:
-    """The customer number the caller gave (canonical), or None when none usable was given."""
+    """The customer number the caller gave, in the directory's written form, or None when none
+    usable was given. The lockout keys its counter on the same form, so "12 345" and "12345" are
+    one customer and one counter."""
     (number,) = _given(values, "customer_number")
-    return (canonical_number(number) or None) if number else None
-
-
-def canonical_number(number: str) -> str:
-    """A customer number as the directory and the lockout both key it: no spaces, dots or dashes,
-    upper case. "12 345" and "12-345" are one customer, and so one lockout counter."""
-    return _SEPARATORS.sub("", number).upper()
+    if number is None:
+        return None
+    try:
+        return fields.customer_number(number)
+    except ValueError:
+        return None
 
 
 def e164(number: str) -> str | None:
     """A calling number in E.164 (``+31612345678``), or None when it is none (withheld, a SIP or
-    client identity, too short or too long to be a phone number).
-
-    Uses ``phonenumbers`` (region NL for a national number) when it is installed; else a plain
-    reading that accepts ``+CC...``, ``00CC...`` and a Dutch national ``0...`` number, which is what
-    Twilio sends (``From`` is E.164 for a phone call)."""
+    client identity, a number of an impossible length). Possible rather than valid: a lockout
+    counter must exist for any number a caller can present, also in a range not yet issued."""
     if not isinstance(number, str) or len(number) > MAX_VALUE_LENGTH:
         return None
     try:
-        import phonenumbers
-    except ImportError:
-        return _plain_e164(number)
-    try:
-        parsed = phonenumbers.parse(number, "NL")
+        parsed = phonenumbers.parse(number, fields.DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _plain_e164(number: str) -> str | None:
-    text = _SEPARATORS.sub("", number)
-    if text.startswith("+"):
-        digits = text[1:]
-    elif text.startswith("00"):
-        digits = text[2:]
-    elif text.startswith("0"):
-        digits = DEFAULT_REGION + text[1:]
-    else:
-        return None
-    if not (digits.isascii() and digits.isdigit()) or digits.startswith("0") or not 8 <= len(digits) <= 15:
-        return None
-    return "+" + digits
 
 
 def _given(values: dict[str, str], *names: str) -> list[str | None]:
