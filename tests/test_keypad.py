@@ -4,6 +4,7 @@ Only the engine decides what a caller hears: the keypad notice, the numbered rou
 wording of every question, and the handover when our own machinery breaks.
 """
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -212,6 +213,86 @@ def test_a_postcode_never_starts_with_0():
     assert keypad.from_keys(step, "0123") is None and keypad.from_keys(step, "1234") == "1234"
     assert keypad.from_keys(step, "12345") is None
     assert keypad.is_partial_postcode("1234") and not keypad.is_partial_postcode("1234 AB")
+
+
+IDENTITY = parse_flow(
+    "flow: identiteit\nlanguage: nl\nstart: welkom\n"
+    "steps:\n"
+    "  welkom: {type: say, say: U spreekt met een digitale assistent., next: nummer}\n"
+    "  nummer: {type: ask, slot: klantnummer, slot_type: digits, length: [6, 8], say: 'Uw klantnummer?', next: geboren}\n"
+    "  geboren: {type: ask, slot: geboortedatum, slot_type: birth_date, secret: true, say: 'Uw geboortedatum?',"
+    " next: huis}\n"
+    "  huis: {type: ask, slot: huisnummer, slot_type: house_number, say: 'Uw huisnummer?', next: pin}\n"
+    "  pin: {type: ask, slot: pincode, slot_type: pin, secret: true, input: dtmf, say: Toets uw pincode., next: klaar}\n"
+    "  klaar: {type: hangup, say: Dank u.}\n", "identiteit.yaml")
+CALL_DAY = dt.date(2026, 11, 23)
+
+
+def test_a_birth_date_is_keyed_as_eight_or_six_digits_and_lies_in_the_past():
+    step = IDENTITY.step("geboren")
+    assert keypad.max_digits(step) == 8
+    assert keypad.from_keys(step, "12031975", today=CALL_DAY) == dt.date(1975, 3, 12)
+    assert keypad.from_keys(step, "120375", today=CALL_DAY) == dt.date(1975, 3, 12)
+    assert keypad.from_keys(step, "241126", today=CALL_DAY) == dt.date(1926, 11, 24)   # not next year
+    for keys in ("31021975", "12131975", "1203197", "12032030", "12031975*", ""):
+        assert keypad.from_keys(step, keys, today=CALL_DAY) is None, keys
+    assert keypad.key_hint(IDENTITY, step) == IDENTITY.msg("keys_date")
+
+
+def test_a_pin_is_4_to_8_keys_ending_by_itself_at_its_longest():
+    step = IDENTITY.step("pin")
+    assert keypad.max_digits(step) == 8 and keypad.digits_for("pin", (4, 4)) == 4
+    assert keypad.from_keys(step, "1234") == "1234" and keypad.from_keys(step, "12345678") == "12345678"
+    assert keypad.from_keys(step, "123") is None and keypad.from_keys(step, "123456789") is None
+    assert keypad.value_from_keys("pin", "12345", length=(4, 4)) is None
+    assert keypad.key_hint(IDENTITY, step) == IDENTITY.msg("keys_digits")
+
+
+def test_a_house_number_is_keyed_as_its_digits_and_ends_with_the_finish_key():
+    step = IDENTITY.step("huis")
+    assert keypad.max_digits(step) is None
+    assert keypad.from_keys(step, "12") == "12" and keypad.from_keys(step, "012") is None
+    assert keypad.from_keys(step, "123456") is None
+
+
+def test_keys_that_are_not_ascii_digits_are_no_answer():
+    for kind in ("digits", "number", "pin", "birth_date", "house_number", "postcode", "yes_no"):
+        for keys in ("١٢٣٤", "１２３４", "²³⁴⁵", "12 34", "1" * 40, "12*4"):
+            assert keypad.value_from_keys(kind, keys, today=CALL_DAY) is None, (kind, keys)
+
+
+def test_the_keys_per_slot_type_without_a_step():
+    assert keypad.digits_for("birth_date") == 8 and keypad.digits_for("date") == 8
+    assert keypad.digits_for("digits", (6, 10)) == 10 and keypad.digits_for("digits") is None
+    assert keypad.digits_for("yes_no") == 1 and keypad.digits_for("house_number") is None
+    assert keypad.value_from_keys("digits", "0612", length=(4, 4)) == "0612"
+    assert keypad.value_from_keys("birth_date", "12031975", today=CALL_DAY) == dt.date(1975, 3, 12)
+
+
+def test_identity_values_by_keys_keep_the_secrets_out_of_slots_and_transcript():
+    s = Simulation(IDENTITY, at=WEEKDAY, speech=False)
+    s.keys("12345678")
+    assert listen(s.keys("12031975")).max_digits is None       # on to the house number
+    s.keys("12")
+    assert isinstance(s.keys("1234")[-1], Hangup)
+    assert s.state.slots == {"klantnummer": "12345678", "huisnummer": "12"}
+    assert set(s.state.secrets) == {"geboortedatum", "pincode"}
+    shown = json.dumps(s.state.transcript)
+    assert "12031975" not in shown and "1234" not in shown.replace("12345678", "")
+
+
+def test_identity_values_by_speech_and_a_pin_only_by_keys():
+    s = Simulation(IDENTITY, at=WEEKDAY)
+    s.say("eh vier twee drie nul nul één")
+    s.say("twaalf drie vijfenzeventig")
+    s.say("twaalf a")
+    assert s.state.slots == {"klantnummer": "423001", "huisnummer": "12A"}
+    assert "geboortedatum" in s.state.secrets
+    missed = s.say("een twee drie vier")                       # a PIN said aloud is not taken
+    assert "niet goed verstaan" in said(missed) and "pincode" not in s.state.secrets
+    assert isinstance(s.keys("1234")[-1], Hangup) and "pincode" in s.state.secrets
+    shown = json.dumps(s.state.transcript, ensure_ascii=False)
+    assert "vijfenzeventig" not in shown and "een twee drie vier" not in shown
 
 
 def test_a_text_slot_cannot_be_keyed_and_goes_to_a_person():

@@ -19,20 +19,29 @@ engine's, not each flow's:
   space, no letters); ``is_partial_postcode`` tells, and the agent's summary marks the value as
   digits only, so the agent asks for the letters.
 - **A free ``text`` slot cannot be keyed**: in keypad mode the engine hands the call to a person.
-- **Dates** are keyed as eight digits, day, month, year (``05031970``).
+- **Dates** are keyed as eight digits, day, month, year (``05031970``); a **date of birth** also
+  as six (``050370``: a two-digit year is the most recent one that puts the date in the past).
+- **A PIN** is keyed only, 4 to 8 digits; **a house number** is keyed as its digits (a letter
+  cannot be keyed; the value is then the digits alone).
+
+The rules per slot type are in ``value_from_keys`` and ``digits_for``, so a step that collects
+values without being an ``ask`` step (checking who is calling) keys them the same way.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from voicebot.flow import Flow
 from voicebot.flow.schema import AskStep, FeedbackStep, RouteStep
-from voicebot.nlu.slots import parse_date
+from voicebot.nlu.birth_dates import birth_date_from_keys
+from voicebot.nlu.slots import PIN_LENGTH, house_number, parse_date, pin_from_keys
 
 MENU_KEYS = 9
 _POSTCODE_DIGITS = re.compile(r"[1-9][0-9]{3}")
+_KEYS = re.compile(r"[0-9]{1,32}")   # longer is no answer to any question (and no int() of 5000 digits)
 
 
 def menu_routes(flow: Flow, step: RouteStep) -> list[str]:
@@ -86,6 +95,13 @@ def key_hint(flow: Flow, step: Any) -> str:
         items = [flow.msg("keys_choice_item", n=n, label=value.replace("_", " "))
                  for n, value in enumerate(step.choices or {}, start=1)]
         return _capital(", ".join(items)) + "."
+    if kind == "pin":
+        rng = step.length_range
+        return flow.msg("keys_digits_fixed", count=rng[0]) if rng and rng[0] == rng[1] else flow.msg("keys_digits")
+    if kind == "birth_date":
+        return flow.msg("keys_date")
+    if kind == "house_number":
+        return flow.msg("keys_number")
     if kind in ("number", "date", "yes_no", "postcode"):
         return flow.msg("keys_" + kind)
     return ""
@@ -97,37 +113,58 @@ def max_digits(step: Any) -> int | None:
         return 1
     if not isinstance(step, AskStep):
         return None
-    kind = step.slot_type
-    if kind == "yes_no" or (kind == "choice" and len(step.choices or {}) <= 9):
+    return digits_for(step.slot_type, step.length_range, len(step.choices or {}))
+
+
+def digits_for(kind: str, length: tuple[int, int] | None = None, choices: int = 0) -> int | None:
+    """How many keys end an entry of this slot type by themselves (None: the finish key ends it).
+
+    A date of birth ends after eight keys; keyed as six it needs the finish key. A PIN ends at
+    its longest length (8 unless the step says less)."""
+    if kind == "yes_no" or (kind == "choice" and choices <= 9):
         return 1
     if kind == "postcode":
         return 4
-    if kind == "date":
+    if kind in ("date", "birth_date"):
         return 8
-    if kind == "digits" and step.length_range:
-        return step.length_range[1]
+    if kind == "pin":
+        return min(length[1], PIN_LENGTH[1]) if length else PIN_LENGTH[1]
+    if kind == "digits" and length:
+        return length[1]
     return None
 
 
-def from_keys(step: AskStep, keys: str) -> Any:
+def from_keys(step: AskStep, keys: str, today: dt.date | None = None) -> Any:
     """A keypad entry as a slot value: digits as typed, 1/2 for yes/no, 1..n for the n-th choice,
-    eight digits (day, month, year) for a date, the four digits of a postcode."""
-    if not keys.isdigit():
+    eight digits (day, month, year) for a date, eight or six for a date of birth, the four digits
+    of a postcode, 4 to 8 for a PIN, the digits of a house number."""
+    return value_from_keys(step.slot_type, keys, length=step.length_range, choices=step.choices, today=today)
+
+
+def value_from_keys(kind: str, keys: str, *, length: tuple[int, int] | None = None,
+                    choices: dict[str, list[str]] | None = None, today: dt.date | None = None) -> Any:
+    """The value keys give for a slot type, or None when they are not one; ``today`` is the
+    call's date (a date of birth lies before it)."""
+    if not _KEYS.fullmatch(keys):
         return None
-    kind = step.slot_type
     if kind == "digits":
-        rng = step.length_range
-        return keys if not rng or rng[0] <= len(keys) <= rng[1] else None
+        return keys if not length or length[0] <= len(keys) <= length[1] else None
     if kind == "number":
         return int(keys)
     if kind == "yes_no":
         return {"1": True, "2": False}.get(keys)
     if kind == "choice":
-        values = list(step.choices or {})
+        values = list(choices or {})
         index = int(keys) - 1
         return values[index] if 0 <= index < len(values) else None
     if kind == "date" and len(keys) == 8:
         return parse_date(f"{keys[:2]}-{keys[2:4]}-{keys[4:]}")
+    if kind == "birth_date":
+        return birth_date_from_keys(keys, today)
+    if kind == "pin":
+        return pin_from_keys(keys, length)
+    if kind == "house_number":
+        return house_number(keys)
     if kind == "postcode" and _POSTCODE_DIGITS.fullmatch(keys):
         return keys
     return None

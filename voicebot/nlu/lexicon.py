@@ -53,6 +53,39 @@ CENTURY_PREFIXES: dict[str, tuple[str, ...]] = {
     "en": (),
 }
 
+# Single digits as callers say them one by one (customer numbers, PINs read from a card). "een",
+# "one", "oh" and the Korean syllables are also ordinary words ("een klantnummer", "이" = this), so
+# the digit parser reads those as digits only beside another number; the rest are always digits.
+DIGIT_WORDS: dict[str, dict[str, str]] = {
+    "nl": {"nul": "0", "een": "1", "één": "1", "twee": "2", "drie": "3", "vier": "4", "vijf": "5", "zes": "6",
+           "zeven": "7", "acht": "8", "negen": "9"},
+    "en": {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+           "six": "6", "seven": "7", "eight": "8", "nine": "9"},
+    "ko": {"영": "0", "공": "0", "일": "1", "이": "2", "삼": "3", "사": "4", "오": "5", "육": "6", "칠": "7",
+           "팔": "8", "구": "9"},
+}
+AMBIGUOUS_DIGIT_WORDS: dict[str, frozenset[str]] = {
+    "nl": frozenset({"een"}),
+    "en": frozenset({"one", "oh", "o"}),
+    "ko": frozenset({"영", "공", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"}),
+}
+# How callers group digits in pairs: "tweeënveertig drieëndertig", "forty two thirty three".
+TEENS: dict[str, tuple[str, ...]] = {
+    "nl": ("tien", "elf", "twaalf", "dertien", "veertien", "vijftien", "zestien", "zeventien", "achttien",
+           "negentien"),
+    "en": ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+           "nineteen"),
+}
+TENS: dict[str, tuple[str, ...]] = {
+    "nl": ("twintig", "dertig", "veertig", "vijftig", "zestig", "zeventig", "tachtig", "negentig"),
+    "en": ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"),
+}
+HUNDRED: dict[str, str] = {"nl": "honderd", "en": "hundred"}
+# "double four" is 44: English callers read repeated digits this way.
+REPEAT_WORDS: dict[str, dict[str, int]] = {
+    "en": {"double": 2, "triple": 3},
+}
+
 # Spoken letter names and the spelling alphabet, for postcodes ("twaalf vierendertig bee cee").
 LETTERS: dict[str, dict[str, str]] = {
     "nl": {

@@ -38,3 +38,10 @@ def strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
+def ascii_digits(text: str) -> str:
+    """Every decimal digit as its ASCII form: "１２３" and "١٢٣" become "123".
+
+    Typed text may carry full-width or other scripts' digits, which ``str.isdigit`` and ``\\d``
+    accept; values that leave the parsers (customer numbers, PINs, dates) are ASCII only.
+    """
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)

@@ -1,9 +1,9 @@
-"""Slot values from caller text: digits, numbers, dates, Dutch postcodes, yes/no, choices, scores.
+"""Slot values from caller text: digits, numbers, dates, Dutch postcodes, yes/no, choices, scores,
+and the values that identify a caller (dates of birth, house numbers, PINs).
 
 Each parser takes ASR-style text and returns the value or ``None`` when the text does not hold one;
-they never guess. Spoken numbers go through text2num (``alpha2digit``), which handles Dutch
-compounds such as "twaalfduizend driehonderdvijfenveertig"; what it does not cover (compound
-years like "negentienzeventig", letter names in postcodes) is handled here.
+they never guess. Spoken numbers become numerals in ``voicebot.nlu.numbers``; dates of birth have
+rules of their own in ``voicebot.nlu.birth_dates``.
 """
 
 from __future__ import annotations
@@ -12,52 +12,28 @@ import datetime as dt
 import re
 from typing import Any, Callable
 
-from text_to_num import alpha2digit
+from voicebot.nlu.birth_dates import parse_birth_date
+from voicebot.nlu.lexicon import LETTERS, MONTHS, NO, RELATIVE_DAYS, YES
+from voicebot.nlu.normalize import ascii_digits, normalize, strip_accents
+from voicebot.nlu.numbers import spoken_digits, to_digits
 
-from voicebot.nlu.lexicon import CENTURY_PREFIXES, LETTERS, MONTHS, NO, RELATIVE_DAYS, YES
-from voicebot.nlu.normalize import normalize, strip_accents
+SLOT_TYPES = ("digits", "number", "date", "yes_no", "postcode", "choice", "text",
+              "birth_date", "house_number", "pin")
+SECRET_SLOT_TYPES = frozenset({"birth_date", "pin"})
+"""Slot types whose values are secret whatever the flow says: never said back, logged or stored."""
+PIN_LENGTH = (4, 8)
 
-SLOT_TYPES = ("digits", "number", "date", "yes_no", "postcode", "choice", "text")
-
-_TEXT2NUM_LANGS = {"nl", "en", "fr", "es", "de", "pt", "it", "ca", "ru"}
 _DIGIT_GROUP = re.compile(r"\d+")
 _ORDINAL = re.compile(r"^(\d+)(e|ste|de|st|nd|rd|th)$")
-
-
-def to_digits(text: str, language: str) -> str:
-    """Text with spoken numbers turned into numerals ("vijf maart" -> "5 maart")."""
-    norm = normalize(text, language)
-    prefixes = CENTURY_PREFIXES.get(language, ())
-    split = []
-    for word in norm.split():
-        for prefix in prefixes:
-            rest = word[len(prefix):]
-            if word.startswith(prefix) and rest and _spoken_number(rest, language) is not None:
-                word = f"{prefix} {rest}"
-                break
-        split.append(word)
-    norm = " ".join(split)
-    if language in _TEXT2NUM_LANGS:
-        try:
-            norm = alpha2digit(norm, language)
-        except Exception:  # noqa: BLE001 - text2num raises plain errors on odd input; keep the text as is
-            pass
-    return norm
-
-
-def _spoken_number(word: str, language: str) -> int | None:
-    if language not in _TEXT2NUM_LANGS:
-        return None
-    try:
-        out = alpha2digit(word, language)
-    except Exception:  # noqa: BLE001
-        return None
-    return int(out) if out.isdigit() else None
+_HOUSE_NUMBER = re.compile(r"([1-9][0-9]{0,4})\s*-?\s*([a-z])?")
 
 
 def parse_digits(text: str, language: str = "nl", length: tuple[int, int] | None = None) -> str | None:
-    """A digit string spoken one by one or in groups ("nul zes twaalf" -> "0612")."""
-    digits = "".join(_DIGIT_GROUP.findall(to_digits(text, language)))
+    """A digit string spoken one by one or in groups ("nul zes twaalf" -> "0612"), ASCII digits only.
+
+    See ``spoken_digits`` for what callers say; ``length`` bounds the number of digits.
+    """
+    digits = spoken_digits(text, language)
     if not digits:
         return None
     if length and not (length[0] <= len(digits) <= length[1]):
@@ -91,7 +67,7 @@ def parse_postcode(text: str, language: str = "nl") -> str | None:
     for tok in tokens:
         tok_plain = strip_accents(tok)
         if len(digits) < 4:
-            if tok.isdigit():
+            if tok.isascii() and tok.isdigit():    # "²" is a digit to isdigit(), not to a postcode
                 digits += tok
                 continue
             m = re.fullmatch(r"(\d{4})([a-z]{2})", tok)
@@ -117,11 +93,62 @@ def parse_postcode(text: str, language: str = "nl") -> str | None:
     return f"{digits} {out_letters}"
 
 
+def parse_house_number(text: str, language: str = "nl") -> str | None:
+    """A house number with an optional letter, as the directory compares them: digits, then the
+    letter in capitals ("twaalf" -> "12", "12a" -> "12A", "twaalf bee" -> "12B", "1 2 2" -> "122").
+
+    Numbers read digit by digit are joined; any other second number ("12 2 hoog", a postcode in
+    the same breath) makes the answer unclear, and it is refused rather than guessed.
+    """
+    compact = house_number(text)
+    if compact or len(text) > 100:
+        return compact
+    letters = LETTERS.get(language, {})
+    tokens = to_digits(text, language).split()
+    numbers = [i for i, tok in enumerate(tokens) if tok.isascii() and tok.isdigit()]
+    if not numbers or numbers != list(range(numbers[0], numbers[-1] + 1)):
+        return None
+    run = [tokens[i] for i in numbers]
+    if len(run) > 1 and not all(len(t) == 1 for t in run):
+        return None
+    letter = ""
+    rest = tokens[numbers[-1] + 1:]
+    if rest:
+        word = strip_accents(rest[0])
+        letter = word.upper() if len(word) == 1 and word.isalpha() else letters.get(word, "")
+    return house_number("".join(run) + letter)
+
+
+def house_number(value: str) -> str | None:
+    """A written house number in the directory's form: "12", "12 a", "12-A" -> "12" / "12A"."""
+    m = _HOUSE_NUMBER.fullmatch(ascii_digits(value).strip().lower())
+    if not m:
+        return None
+    return m.group(1) + (m.group(2) or "").upper()
+
+
+def parse_pin(text: str, language: str = "nl") -> None:
+    """A PIN is never taken from speech: said aloud it can be overheard by anyone near the caller,
+    and it would pass through the recogniser, its logs and transcripts. A flow asks for it by
+    keypad only (``pin_from_keys``); whatever a caller says at that question is no PIN."""
+    return None
+
+
+def pin_from_keys(keys: str, length: tuple[int, int] | None = None) -> str | None:
+    """A PIN keyed in: 4 to 8 digits (or a step's narrower ``length``), exactly as pressed."""
+    low, high = PIN_LENGTH
+    if length:
+        low, high = max(low, length[0]), min(high, length[1])
+    if not (keys.isascii() and keys.isdigit() and low <= len(keys) <= high):
+        return None
+    return keys
+
+
 def parse_date(text: str, language: str = "nl", today: dt.date | None = None) -> dt.date | None:
     """A calendar date: "vijf maart negentienzeventig", "de vijfde maart", "morgen", "5-3-1970".
 
     Without a year the next such date from ``today`` on is meant (callers plan moves and
-    appointments ahead); a date of birth needs the year, which callers say anyway.
+    appointments ahead). A date of birth lies in the past instead: slot type ``birth_date``.
     """
     today = today or dt.date.today()
     norm = normalize(text, language)
@@ -209,6 +236,9 @@ def parse_slot(slot_type: str, text: str, language: str, *, length: tuple[int, i
         "postcode": lambda: parse_postcode(text, language),
         "choice": lambda: parse_choice(text, choices or {}, language),
         "text": lambda: parse_text(text, language),
+        "birth_date": lambda: parse_birth_date(text, language, today),
+        "house_number": lambda: parse_house_number(text, language),
+        "pin": lambda: parse_pin(text, language),
     }
     return parsers[slot_type]()
 
