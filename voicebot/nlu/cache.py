@@ -6,11 +6,14 @@ versions of Python, scikit-learn, NumPy and SciPy, and the source of this packag
 a change to normalisation or to the model changes the key). A file that is missing, corrupt, from
 other versions or for other examples is ignored and the classifier is trained and written again.
 
-The files hold only a flow's own training examples and the fitted model, nothing a caller said.
-They are pickles, so the directory must be as private as the code: it is the user's own cache
-(``.cache/voicebot/nlu`` under the working directory, or ``VOICEBOT_NLU_CACHE``; set that to an
-empty string to turn the cache off). Files are written to a temporary name and renamed, so
-processes starting together (web workers, several nodes) never read half a file.
+A file is the compiled model (``nlu.linear``) as one ``.npz`` of plain arrays, read with
+``allow_pickle=False``: reading it runs no code from the file and imports neither scikit-learn nor
+SciPy, which is most of why a warm start is fast. A crafted file can at worst make the flow
+misclassify, so the directory still belongs to the user running the service. It holds only a
+flow's own training examples' n-grams and the fitted numbers, nothing a caller said. It is the
+user's own cache (``.cache/voicebot/nlu`` under the working directory, or ``VOICEBOT_NLU_CACHE``;
+set that to an empty string to turn the cache off). Files are written to a temporary name and
+renamed, so processes starting together (web workers, several nodes) never read half a file.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import platform
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
-import numpy
-import scipy
-import sklearn
+import numpy as np
 
 from voicebot.nlu.intents import IntentClassifier
 
@@ -54,6 +55,17 @@ def _code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that fit the model, read without importing them."""
+    versions = {}
+    for name in ("scikit-learn", "numpy", "scipy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
 def cache_key(examples: dict[str, list[str]], out_of_scope: list[str], language: str,
               min_confidence: float) -> str:
     """A hash of the training input and of everything that could change the fitted model."""
@@ -64,9 +76,7 @@ def cache_key(examples: dict[str, list[str]], out_of_scope: list[str], language:
         "min_confidence": min_confidence,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
-        "sklearn": sklearn.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
+        **library_versions(),
         "nlu": _code_version(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -74,18 +84,16 @@ def cache_key(examples: dict[str, list[str]], out_of_scope: list[str], language:
 
 def _read(path: Path, key: str) -> IntentClassifier | None:
     try:
-        with path.open("rb") as fh:
-            stored = pickle.load(fh)  # noqa: S301 - our own cache directory, see the module docstring
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                log.info("ignoring classifier cache %s: not for this flow or these versions", path)
+                return None
+            return IntentClassifier.from_arrays({name: stored[name] for name in stored.files})
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is rebuilt, whatever broke it
         log.info("ignoring unreadable classifier cache %s (%s)", path, exc.__class__.__name__)
         return None
-    if (not isinstance(stored, dict) or stored.get("key") != key
-            or not isinstance(stored.get("classifier"), IntentClassifier)):
-        log.info("ignoring classifier cache %s: not for this flow or these versions", path)
-        return None
-    return stored["classifier"]
 
 
 def _write(path: Path, key: str, classifier: IntentClassifier) -> None:
@@ -94,7 +102,7 @@ def _write(path: Path, key: str, classifier: IntentClassifier) -> None:
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump({"key": key, "classifier": classifier}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                np.savez(fh, key=np.array(key), **classifier.to_arrays())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -116,7 +124,7 @@ def trained_classifier(examples: dict[str, list[str]], out_of_scope: list[str] |
     if not use_cache or folder is None:
         return IntentClassifier(examples, out_of_scope, language, min_confidence)
     key = cache_key(examples, out_of_scope, language, min_confidence)
-    path = folder / f"{key[:32]}.pickle"
+    path = folder / f"{key[:32]}.npz"
     cached = _read(path, key)
     if cached is not None:
         return cached

@@ -9,19 +9,19 @@ intent stays under ``min_confidence`` is rejected as well.
 
 The fit is small (a few hundred short texts), so it runs with the numeric libraries limited to one
 thread: on a busy two-core machine OpenBLAS threads fighting over the cores made it 20-50 times
-slower. ``nlu.cache`` keeps trained classifiers so an unchanged flow is not fitted again.
+slower. scikit-learn fits the model, which is then compiled into plain arrays (``nlu.linear``):
+every classifier, freshly fitted or read from ``nlu.cache``, predicts through that one NumPy path,
+and scikit-learn is imported only when something has to be fitted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, make_pipeline
-from threadpoolctl import threadpool_limits
+import numpy as np
 
+from voicebot.nlu.linear import LinearModel, compile_pipeline, pack_json, unpack_json
 from voicebot.nlu.normalize import normalize
 
 OUT_OF_SCOPE = "__out_of_scope__"
@@ -63,39 +63,18 @@ class IntentClassifier:
                  language: str = "nl", min_confidence: float = 0.35):
         self.language = language
         self.min_confidence = min_confidence
-        texts: list[str] = []
-        labels: list[str] = []
-        for intent, utterances in examples.items():
-            for text in utterances:
-                texts.append(normalize(text, language))
-                labels.append(intent)
-        for text in out_of_scope or []:
-            texts.append(normalize(text, language))
-            labels.append(OUT_OF_SCOPE)
+        texts, labels = training_set(examples, out_of_scope, language)
         self.labels = sorted(set(labels))
+        self._model: LinearModel | None = None
         if len(self.labels) < 2:
             # One intent and nothing to contrast it with: accept everything as that intent, weakly.
             self._only = self.labels[0] if self.labels else None
-            self._model = None
             return
         self._only = None
-        features = FeatureUnion([
-            ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-        ])
-        smallest = min(labels.count(label) for label in self.labels)
-        base = LogisticRegression(C=20.0, max_iter=5000, class_weight="balanced")
-        if smallest >= 3:
-            model = CalibratedClassifierCV(base, method="sigmoid", cv=min(5, smallest))
-        else:
-            model = base
-        self._model = make_pipeline(features, model)
         self._fit(texts, labels)
-        self._classes = list(self._model.classes_)
 
     def _fit(self, texts: list[str], labels: list[str]) -> None:
-        with threadpool_limits(limits=1):
-            self._model.fit(texts, labels)
+        self._model = compile_pipeline(fit_pipeline(texts, labels))
 
     def classify(self, text: str) -> IntentResult:
         norm = normalize(text, self.language).replace("[unk]", " ").strip()
@@ -103,10 +82,11 @@ class IntentClassifier:
             return IntentResult(None, 0.0)
         if self._model is None:
             return IntentResult(self._only, 0.5 if self._only else 0.0)
-        probs = self._model.predict_proba([norm])[0]
-        oos = float(probs[self._classes.index(OUT_OF_SCOPE)]) if OUT_OF_SCOPE in self._classes else 0.0
+        classes = self._model.classes
+        probs = self._model.predict_proba(norm)
+        oos = float(probs[classes.index(OUT_OF_SCOPE)]) if OUT_OF_SCOPE in classes else 0.0
         ranked = sorted(
-            ((str(label), float(p)) for label, p in zip(self._classes, probs) if label != OUT_OF_SCOPE),
+            ((label, float(p)) for label, p in zip(classes, probs) if label != OUT_OF_SCOPE),
             key=lambda item: item[1], reverse=True,
         )
         best, conf = ranked[0]
@@ -114,6 +94,75 @@ class IntentClassifier:
         if oos > conf or conf < self.min_confidence:
             return IntentResult(None, conf, [(best, conf), *alternatives][:3], oos)
         return IntentResult(best, conf, alternatives, oos)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The trained classifier as named arrays (for ``numpy.savez``; no pickled objects)."""
+        meta = {"language": self.language, "min_confidence": self.min_confidence,
+                "labels": self.labels, "only": self._only}
+        arrays = {"classifier": pack_json(meta)}
+        if self._model is not None:
+            arrays.update(self._model.to_arrays())
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> IntentClassifier:
+        """The classifier ``to_arrays`` wrote; ``ValueError``/``KeyError`` when they do not fit together."""
+        meta: Any = unpack_json(arrays["classifier"])
+        if not isinstance(meta, dict):
+            raise ValueError("classifier metadata must be a mapping")
+        classifier = cls.__new__(cls)
+        classifier.language = str(meta["language"])
+        classifier.min_confidence = float(meta["min_confidence"])
+        classifier.labels = [str(label) for label in meta["labels"]]
+        only = meta["only"]
+        classifier._only = None if only is None else str(only)
+        classifier._model = None
+        if len(classifier.labels) >= 2:
+            classifier._model = LinearModel.from_arrays(arrays)
+            if list(classifier._model.classes) != classifier.labels:
+                raise ValueError("the model's classes are not the classifier's labels")
+        elif classifier._only not in (classifier.labels or [None]):
+            raise ValueError("a single-intent classifier must name its intent")
+        return classifier
+
+
+def training_set(examples: dict[str, list[str]], out_of_scope: list[str] | None = None,
+                 language: str = "nl") -> tuple[list[str], list[str]]:
+    """Normalised texts and their labels (``OUT_OF_SCOPE`` for the out-of-scope examples)."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for intent, utterances in examples.items():
+        for text in utterances:
+            texts.append(normalize(text, language))
+            labels.append(intent)
+    for text in out_of_scope or []:
+        texts.append(normalize(text, language))
+        labels.append(OUT_OF_SCOPE)
+    return texts, labels
+
+
+def fit_pipeline(texts: list[str], labels: list[str]) -> Any:
+    """The scikit-learn pipeline fitted to normalised texts (imported here: only fitting needs it)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from threadpoolctl import threadpool_limits
+
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+    ])
+    smallest = min(labels.count(label) for label in set(labels))
+    base = LogisticRegression(C=20.0, max_iter=5000, class_weight="balanced")
+    if smallest >= 3:
+        model = CalibratedClassifierCV(base, method="sigmoid", cv=min(5, smallest))
+    else:
+        model = base
+    pipeline = make_pipeline(features, model)
+    with threadpool_limits(limits=1):
+        pipeline.fit(texts, labels)
+    return pipeline
 
 
 def evaluate(classifier: IntentClassifier, cases: list[tuple[str, str | None]]) -> dict[str, float]:
