@@ -36,11 +36,14 @@ class Simulation:
     """One simulated call: feed it events, read back actions and state."""
 
     def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
-                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000"):
+                 max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000",
+                 earlier: dict[str, Any] | None = None):
+        """``earlier``: the stored state of an unfinished call from this number, to be offered to go on with."""
         self.flow = flow
         self.engine = DialogEngine(flow, max_turns=max_turns)
         start = CallStarted(call_id=call_id, caller=caller, called=called,
-                            at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech)
+                            at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech,
+                            earlier=earlier)
         self.state: CallState
         self.state, self.opening = self.engine.start(start)
         self.transfer: Transfer | None = next((a for a in self.opening if isinstance(a, Transfer)), None)
