@@ -281,8 +281,8 @@ class DialogEngine:
     def _resumable(self, earlier: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """What a "yes" restores from an earlier call's stored state, and the reference to that call
         for the agent; None when there is nothing to offer: resuming is off, the call was of another
-        flow, it ended (a transfer, a hang-up step, feedback), it had no intent yet, or it stopped at a
-        step or intent this flow no longer has.
+        flow, it ended (a transfer, a hang-up step) or had reached feedback, it had no intent yet, or it
+        stopped at a step or intent this flow no longer has.
 
         Only what is named here is taken: the step, the intent and the slots that are not secret.
         Secrets, identity, verification in progress and counters stay with the earlier call."""
@@ -291,6 +291,7 @@ class DialogEngine:
         step, intent, confidence = earlier.get("step"), earlier.get("intent"), earlier.get("intent_confidence")
         if (earlier.get("flow") != self.flow.id or earlier.get("outcome") not in (None, "caller_hangup")
                 or not isinstance(step, str) or step not in self.spec.steps
+                or self.spec.steps[step].type == "feedback"
                 or not isinstance(intent, str) or intent not in self.spec.intents):
             return None
         secret = self.flow.secret_slots()
