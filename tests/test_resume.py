@@ -1,23 +1,45 @@
-"""Calls that pick up where they stopped: the engine's offer, the kept state in a real Redis, and a
-resumed call through the Twilio emulator against a real `voicebot serve` with the Korean model."""
+"""Calls that pick up where they stopped: the engine's offer, the kept state in a real Redis, a
+live call session whose stream breaks, and a resumed call through the Twilio emulator against a
+real `voicebot serve` with the Korean model.
+
+The Korean calls run on ``ko_resume``: the Korean test flow (tests/data/ko.yaml) with an intent
+menu before the number, since only a call with an intent is offered again. It is derived from
+ko.yaml here rather than kept as a copy, so the two never drift apart.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis
+import yaml
+from rq import Queue
+from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
+from servers import ACCOUNT, TOKEN, Server
+from test_call_session import Line
+from voicebot.config import load_settings
 from voicebot.dialog.actions import Listen, Say, Transfer
 from voicebot.dialog.events import CallEnded, Digits, NoInput, SpeechUnavailable, Utterance
+from voicebot.emulator import place_call
+from voicebot.emulator.scenario import load_scenario
 from voicebot.flow import load_flow, parse_flow
 from voicebot.simulator import Simulation
 from voicebot.telephony.resume import remember_unfinished, take_unfinished
+from voicebot.telephony.runtime import Runtime
+from voicebot.web import create_app
 
 DATA = Path(__file__).resolve().parent / "data"
+REPO = DATA.parent.parent
 MINI = load_flow(DATA / "mini.yaml")
 WEEKDAY = "2026-11-23T10:00:00"   # a Monday, open
 SUNDAY = "2026-11-22T10:00:00"
@@ -238,7 +260,7 @@ def test_the_kept_call_is_offered_once(client):
 
 def test_another_number_or_another_flow_finds_nothing(client):
     remember_unfinished(client, left_at_stand().state, MINI, SALT)
-    energie = load_flow(DATA.parent.parent / "flows" / "energie.yaml")
+    energie = load_flow(REPO / "flows" / "energie.yaml")
     assert take_unfinished(client, MINI, "+31612345679", SALT) is None
     assert take_unfinished(client, energie, CALLER, SALT) is None
     assert take_unfinished(client, MINI, CALLER, "another-salt") is None
@@ -308,3 +330,142 @@ def test_with_redis_down_nothing_is_offered_and_the_call_goes_on(caplog):
     assert earlier is None
     assert said(call_back(earlier).opening) == [OPENING, "Waarmee kan ik u helpen?"]
     assert len(caplog.records) == 2 and CALLER not in caplog.text
+
+
+# -- a live call session on the Korean flow -----------------------------------------------------------
+
+
+def korean_resume_flow(directory: Path) -> Path:
+    """ko_resume: ko.yaml with a menu of two intents (booking by voice or keys) before the number."""
+    flow = yaml.safe_load((DATA / "ko.yaml").read_text(encoding="utf-8"))
+    flow["flow"] = "ko_resume"
+    flow["resume"] = {"window_minutes": 30}
+    flow["intents"] = {"reserve": {"label": "예약", "examples": ["예약", "예약하고 싶어요", "예약할게요"]},
+                       "cancel": {"label": "취소", "examples": ["취소", "취소하고 싶어요", "취소할게요"]}}
+    steps = flow["steps"]
+    del steps["booking"]
+    steps["welcome"]["next"] = "menu"
+    steps["menu"] = {"type": "route", "say": "예약 또는 취소", "reprompt": "예약 또는 취소 중에서 말씀해 주세요",
+                     "grammar": ["예약", "취소"], "routes": {"reserve": "number", "cancel": "agent"}}
+    path = directory / "ko_resume.yaml"
+    path.write_text(yaml.safe_dump(flow, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+PUBLIC = "https://bot.example.com"
+KOREAN_OFFER = "방금 예약 관련으로 전화하셨습니다 계속하시겠습니까"
+
+
+@pytest.fixture(scope="module")
+def korean_flows(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("flows")
+    korean_resume_flow(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def runtime(redis_url, speech_models, korean_flows, tmp_path_factory):
+    settings = load_settings(REPO / "config.yaml", environ={
+        "REDIS_URL": redis_url, "PUBLIC_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN, "VOICEBOT_HASH_SALT": SALT})
+    settings = dataclasses.replace(settings, flows_dir=korean_flows, default_flow="ko_resume",
+                                   prompts=dataclasses.replace(settings.prompts,
+                                                               cache_dir=tmp_path_factory.mktemp("cache")))
+    return Runtime(settings, models=speech_models)
+
+
+def at_the_number_question(rt: Runtime, call_sid: str) -> Line:
+    """A call that picked the booking by keys and keyed in its number: now asked to confirm it."""
+    line = Line(rt, call_sid, flow="ko_resume")
+    for keys, then in (("1", "예약 1번"), ("1", "번호를 눌러 주세요"), ("123#", "맞습니까")):
+        line.echo_marks()
+        line.dtmf(keys)
+        assert then in line.said()[-1]
+    return line
+
+
+def test_a_caller_who_hangs_up_mid_call_is_offered_to_go_on_when_calling_back(runtime, client):
+    line = at_the_number_question(runtime, "CA-ko-left")
+    line.send(event="stop", streamSid="MZ1", stop={"accountSid": "AC1", "callSid": "CA-ko-left"})
+    assert len(kept(client)) == 1
+    again = Line(runtime, "CA-ko-again", flow="ko_resume")
+    assert again.said() == ["안녕하세요 디지털 상담원입니다", KOREAN_OFFER]
+    assert kept(client) == []
+    again.echo_marks()
+    again.dtmf("1")
+    assert again.said()[-2:] == ["네 계속하겠습니다", "맞습니까"]
+    assert again.session.state.slots == {"number": "123"} and again.session.state.intent == "reserve"
+    assert again.session.state.earlier_call["call_id"] == "CA-ko-left"
+
+
+def test_a_broken_stream_is_kept_until_after_stream_hands_the_caller_to_a_person(runtime, client):
+    line = at_the_number_question(runtime, "CA-ko-broken")
+    line.session.on_socket_closed()                 # the socket died; the caller may be there or gone
+    assert len(kept(client)) == 1
+    web = create_app(runtime.settings, runtime=runtime).test_client()
+    params = {"CallSid": "CA-ko-broken", "AccountSid": "AC1", "From": "+821012345678", "To": "+82200000000",
+              "CallStatus": "in-progress"}
+    runtime.store.update("CA-ko-broken", caller="+821012345678")       # as /twilio/voice stored it
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + "/twilio/after-stream", params)
+    answer = web.post("/twilio/after-stream", data=params, headers={"X-Twilio-Signature": signature})
+    assert b"<Dial" in answer.data or b"<Enqueue" in answer.data     # the caller was there: a person takes over
+    assert kept(client) == []
+
+
+def test_a_call_that_reached_a_person_is_not_kept(runtime, client):
+    line = at_the_number_question(runtime, "CA-ko-agent")
+    line.echo_marks()
+    line.dtmf("0")
+    line.echo_marks()
+    line.send(event="stop", streamSid="MZ1", stop={"accountSid": "AC1", "callSid": "CA-ko-agent"})
+    assert runtime.store.get("CA-ko-agent")["ending"]["action"] == "transfer"
+    assert kept(client) == []
+
+
+# -- end to end: two calls through the Twilio emulator --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, redis_url, korean_flows):
+    srv = Server(tmp_path_factory.mktemp("resume-e2e"), redis_url, "resume", flows=korean_flows,
+                 default_flow="ko_resume", environ={"VOICEBOT_HASH_SALT": SALT})
+    yield srv
+    srv.stop()
+
+
+def scripted_call(server, name: str):
+    scenario = load_scenario(DATA / "calls" / name)
+    expect = scenario.pop("expect")
+    return place_call(server.url, scenario.pop("turns"), auth_token=TOKEN, account_sid=ACCOUNT, max_seconds=60,
+                      expect=expect, **scenario)
+
+
+def test_a_resumed_call_through_the_emulator_goes_on_at_the_step_it_left(server, client, redis_url):
+    first = scripted_call(server, "ko_resume_left.yaml")
+    assert first.passed, (first.failures, first.events)
+    deadline = time.monotonic() + 10          # the hang-up is stored by the stream's thread
+    while not kept(client):
+        assert time.monotonic() < deadline, server.output()[-3000:]
+        time.sleep(0.05)
+
+    second = scripted_call(server, "ko_resume_back.yaml")
+    assert second.passed, (second.failures, second.events)
+    prompts = [name.split(":", 1)[1] for name in second.bot_prompts]
+    assert prompts == ["안녕하세요 디지털 상담원입니다", KOREAN_OFFER, "네 계속하겠습니다", "맞습니까",
+                       "상담원에게 연결해 드리겠습니다"]
+    assert kept(client) == []
+
+    # The agent's context names the earlier call and carries what was given in it.
+    connection = redis.Redis.from_url(redis_url)
+    job = Queue("handoff", connection=connection).fetch_job(f"handoff-{second.call_sid}")
+    assert job is not None
+    subprocess.run([sys.executable, "-m", "voicebot", "worker", "--burst"], check=True, timeout=60,
+                   env={**os.environ, "REDIS_URL": redis_url}, capture_output=True)
+    context = json.loads(connection.get(f"voicebot:handoff:{second.call_sid}"))
+    assert context["earlier_call"]["call_id"] == first.call_sid
+    assert any(entry.get("text") == "예약" for entry in context["earlier_call"]["transcript"])
+    assert context["intent"]["name"] == "reserve" and context["slots"] == {"number": "123", "ok": False}
+
+    # Offered once: a third call from the number starts afresh.
+    third = place_call(server.url, [{"hangup": True}], auth_token=TOKEN, account_sid=ACCOUNT, voice="ko",
+                       caller=load_scenario(DATA / "calls" / "ko_resume_left.yaml")["caller"], max_seconds=60)
+    assert [name.split(":", 1)[1] for name in third.bot_prompts] == ["안녕하세요 디지털 상담원입니다", "예약 또는 취소"]
