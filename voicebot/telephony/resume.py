@@ -38,8 +38,7 @@ KEY = "voicebot:unfinished:{flow}:{caller}"
 MAX_BYTES = 64 * 1024
 TRANSCRIPT_ENTRIES = 50
 """The last entries of the transcript kept: what an agent reads of the earlier call."""
-KEPT = ("call_id", "flow", "language", "started_at", "step", "intent", "intent_confidence", "slots",
-        "transcript", "keypad_only", "ended", "outcome")
+KEPT = ("call_id", "flow", "started_at", "step", "intent", "intent_confidence", "slots", "transcript", "outcome")
 """The fields of a call's state that are kept; everything else stays with the call's own record."""
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 WITHHELD = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
