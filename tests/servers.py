@@ -38,19 +38,21 @@ class Server:
     """One `voicebot serve` process; ``public_url`` is the address Twilio signs for (default: its own)."""
 
     def __init__(self, tmp: Path, redis_url: str, name: str, *, public_url: str | None = None,
-                 token: str = TOKEN, account: str = ACCOUNT, telephony: str = ""):
-        """``telephony``: more settings of that section as YAML flow-style pairs (``max_calls: 2``)."""
+                 token: str = TOKEN, account: str = ACCOUNT, telephony: str = "",
+                 flows: Path | None = None, default_flow: str = "ko_test", environ: dict[str, str] | None = None):
+        """``telephony``: more settings of that section as YAML flow-style pairs (``max_calls: 2``).
+        ``flows``: another folder of flows than tests/data; ``environ``: more environment variables."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.url
         self.redis_url = redis_url
         config = tmp / f"{name}.yaml"
         config.write_text(
-            f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
+            f"flows: {{dir: {flows or REPO / 'tests' / 'data'}, default: {default_flow}}}\n"
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
             f"telephony: {{agent_number: '{AGENT}'{', ' + telephony if telephony else ''}}}\n")
         env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": token,
-               "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url}
+               "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url, **(environ or {})}
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,

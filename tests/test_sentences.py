@@ -2,9 +2,10 @@
 
 Every scenario in flows/scenarios/*.yaml (calls by voice and by keypad) runs through the engine,
 and every listening step of every flow is visited by voice and by keypad with silences, misses,
-wrong keys and a person asked for. ``sentences.fill`` is wrapped so that a text filled from a
-template with a ``{slot}`` placeholder carries a marker: a Say without the marker needs no slot
-value, so it must be in ``static_sentences``. The other way round, every static sentence must
+wrong keys and a person asked for, and every intent's offer to go on with an earlier call is
+answered. ``sentences.fill`` is wrapped so that a text filled from a template with a ``{slot}``
+placeholder carries a marker: a Say without the marker needs no slot value, so it must be in
+``static_sentences``. The other way round, every static sentence must
 come out of one of the engine's sentence functions, and be said in one of those calls.
 """
 
@@ -130,11 +131,29 @@ def _visit_every_step(flow) -> None:
                             engine.handle(state, event)
 
 
+def _offer_every_earlier_call(flow) -> None:
+    """A call back after an unfinished call about each intent: the offer answered yes, no, unclearly,
+    not at all, and with speech failing, by voice and by keypad."""
+    engine = DialogEngine(flow)
+    answers = [[Utterance("ja")], [Utterance("yes")], [Digits("2")], [Utterance("qwerty"), Utterance("qwerty")],
+               [NoInput(), Digits("1")], [SpeechUnavailable("gone"), Digits("9")]]
+    for speech in (True, False):
+        step_id = next((sid for sid, step in flow.spec.steps.items() if step.type == "ask"), flow.spec.start)
+        for intent in flow.spec.intents:
+            earlier = {"call_id": "e", "flow": flow.id, "step": step_id, "intent": intent, "slots": {}}
+            for events in answers:
+                state, _ = engine.start(CallStarted(call_id="r", caller="+31612345678", at=OPEN, speech=speech,
+                                                    earlier=earlier))
+                for event in events:
+                    engine.handle(state, event)
+
+
 def test_the_engine_says_only_static_sentences_or_sentences_with_slot_values(flows, heard):
     said, made = heard
     _run_scenarios(flows)
     for flow in flows.values():
         _visit_every_step(flow)
+        _offer_every_earlier_call(flow)
     assert len(said) > 500
     assert all(text in made for text, _ in said), "a Say not built by a sentence function"
     static = {pair for flow in flows.values() for pair in sentences.static_sentences(flow)}
@@ -150,6 +169,7 @@ def test_static_sentences_are_made_by_the_sentence_functions_and_said(flows, hea
     _run_scenarios(flows)
     for flow in flows.values():
         _visit_every_step(flow)
+        _offer_every_earlier_call(flow)
     unsaid = {text for text, _ in static} - {text for text, _ in said}
     assert len(unsaid) < len(static) / 5
     # What follows a middling score (a yes/no question, then "no") cannot be reached for every step

@@ -48,12 +48,14 @@ class Simulation:
 
     def __init__(self, flow: Flow, *, caller: str = "+31612345678", at: str | None = None,
                  max_turns: int = 40, call_id: str = "SIM-1", speech: bool = True, called: str = "+31850000000",
-                 identity: IdentityService | None = None):
+                 identity: IdentityService | None = None, earlier: dict[str, Any] | None = None):
+        """``earlier``: the stored state of an unfinished call from this number, to be offered to go on with."""
         self.flow = flow
         self.engine = DialogEngine(flow, max_turns=max_turns)
         self.identity = identity
         start = CallStarted(call_id=call_id, caller=caller, called=called,
-                            at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech)
+                            at=at or dt.datetime.now().replace(microsecond=0).isoformat(), speech=speech,
+                            earlier=earlier)
         self.state: CallState
         self.state, opening = self.engine.start(start)
         self.opening = settle(self.engine, self.state, opening, identity)

@@ -42,6 +42,7 @@ from voicebot.telephony import twiml
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
 from voicebot.telephony.failover import failure_transfer
+from voicebot.telephony.resume import forget_unfinished
 from voicebot.telephony.session import CallSession
 from voicebot.telephony.stream_auth import TOKEN_PARAMETER
 
@@ -331,6 +332,8 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
         rt.store.update(call_sid, ending=ending, announce=said)
         rt.enqueue_handoff(transfer.context)
         record = {**record, "announce": said}
+    if ending.get("reason") == "error":      # a broken stream's caller reaches a person: nothing to go on with
+        forget_unfinished(rt.store.redis, flow, str(record.get("caller", "")), rt.settings.hash_salt)
     announce = record.get("announce")
     announce = announce if isinstance(announce, str) else flow.msg("transfer") if announce else ""
     queue = ending.get("queue") or flow.spec.transfer.queue

@@ -8,10 +8,14 @@ masked when it is written.
 A postcode keyed in on a call without speech holds only its four digits: the summary says so and
 ``partial_slots`` names it, so the agent asks for the letters instead of trusting a half address.
 ``keypad_only`` tells the agent the caller could not be understood by speech.
+
+``earlier_call`` (``{"call_id", "transcript"}``, else None) is the unfinished call this one went on
+with: the agent reads what was said then without it being mixed into this call's transcript.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from voicebot.dialog.keypad import is_partial_postcode
@@ -92,4 +96,5 @@ def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, afte
         "sources": list(state.sources),
         "summary": agent_summary(state, flow, reason),
         "transcript": list(state.transcript),
+        "earlier_call": copy.deepcopy(state.earlier_call),
     }

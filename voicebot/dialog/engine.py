@@ -9,6 +9,10 @@ Only the engine decides what the caller hears and only the engine builds a hando
 when the call's own machinery fails: a call without speech recognition goes on by keypad
 (``CallStarted(speech=False)``, ``SpeechUnavailable``; the rules are in ``keypad.py``), and a
 ``SystemFailure`` hands the call to a person with everything known so far.
+
+A caller whose earlier call stopped before it was done (``CallStarted.earlier``) hears the opening
+and then, instead of the first question, whether to go on with it: yes restores where it stopped
+and what was given, never secrets or identity; no, or no clear answer, starts afresh.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from voicebot.nlu.normalize import contains_phrase
 from voicebot.nlu.slots import parse_score, parse_slot, parse_yes_no
 
 MAX_CHAINED_STEPS = 100
+EARLIER_TRANSCRIPT = 50
+"""Entries of an earlier call's transcript an agent gets with a resumed call (its last ones)."""
 
 
 class DialogEngine:
@@ -65,9 +71,17 @@ class DialogEngine:
 
     def start(self, event: CallStarted) -> tuple[CallState, list[Action]]:
         """The state and the opening turn. Without speech the caller hears the flow's
-        ``speech_unavailable`` notice once, after the opening ``say`` steps, before the first question."""
+        ``speech_unavailable`` notice once, after the opening ``say`` steps, before the first question.
+        With an ``earlier`` call to go on with, the opening is followed by that offer instead."""
         state = self.new_state(event)
-        return state, self._enter(state, self.spec.start, notice=state.keypad_only)
+        earlier = self._resumable(event.earlier)
+        if earlier is None:
+            return state, self._enter(state, self.spec.start, notice=state.keypad_only)
+        actions = self._enter(state, self.spec.start, ask=False)
+        if state.ended:              # the opening itself ended the call (closed: to the agents' queue)
+            return state, actions
+        offer, state.earlier_call = earlier
+        return state, actions + self._offer_resume(state, offer, notice=state.keypad_only)
 
     def resume(self, state: CallState, *, speech: bool = True) -> list[Action]:
         """Pick up an interrupted call where it was: the current step is asked again from its start.
@@ -77,6 +91,8 @@ class DialogEngine:
             return []
         if not speech and not state.keypad_only:
             return self._on_speech_lost(state, SpeechUnavailable("no speech after resuming"))
+        if state.resume_offer is not None:
+            return self._offer_resume(state, state.resume_offer)
         return self._enter(state, state.step)
 
     def handle(self, state: CallState, event: Event) -> list[Action]:
@@ -95,12 +111,14 @@ class DialogEngine:
         if state.step is None:       # a state from new_state() that was never started: nothing to answer
             return []
         step = self.spec.steps[state.step]
-        self._log_caller(state, step, event)
+        self._log_caller(state, None if state.resume_offer else step, event)
         state.turns += 1
         if self._wants_agent(event):
             return self._transfer(state, "explicit_request")
         if state.turns > self.max_turns:
             return self._transfer(state, "loop_guard")
+        if state.resume_offer is not None:
+            return self._on_resume_answer(state, step, event)
         if isinstance(event, NoInput):
             return self._on_no_input(state, step)
         state.no_inputs = 0
@@ -110,9 +128,10 @@ class DialogEngine:
 
     # -- moving through the flow ----------------------------------------------------------------
 
-    def _enter(self, state: CallState, step_id: str, *, notice: bool = False) -> list[Action]:
+    def _enter(self, state: CallState, step_id: str, *, notice: bool = False, ask: bool = True) -> list[Action]:
         """Run steps from ``step_id`` up to the next question (or the end). ``notice``: say the
-        keypad notice just before that question."""
+        keypad notice just before that question. ``ask=False``: stop at that question without asking
+        it (the caller is asked something else first)."""
         actions: list[Action] = []
         for _ in range(MAX_CHAINED_STEPS):
             step = self.spec.steps[step_id]
@@ -141,6 +160,8 @@ class DialogEngine:
                 actions.append(self._say(state, text or "", step, prompt_id=prompt_id))
                 return actions + self._hang_up(state, "completed")
             else:  # a listening step: ask and wait
+                if not ask:
+                    return actions
                 if state.keypad_only and not keypad.keyable(step):
                     state.failures.append({"step": step_id, "kind": "needs_speech"})
                     return actions + self._transfer(state, "no_speech")
@@ -255,6 +276,69 @@ class DialogEngine:
         thanks = sentences.thanks(self.flow, step, self._values(state)) or ""
         return [self._say(state, thanks, step)] + self._hang_up(state, "completed")
 
+    # -- going on with an earlier call ------------------------------------------------------------
+
+    def _resumable(self, earlier: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """What a "yes" restores from an earlier call's stored state, and the reference to that call
+        for the agent; None when there is nothing to offer: resuming is off, the call was of another
+        flow, it ended (a transfer, a hang-up step) or had reached feedback, it had no intent yet, or it
+        stopped at a step or intent this flow no longer has.
+
+        Only what is named here is taken: the step, the intent and the slots that are not secret.
+        Secrets, identity, verification in progress and counters stay with the earlier call."""
+        if not isinstance(earlier, dict) or not self.spec.resume.window_minutes:
+            return None
+        step, intent, confidence = earlier.get("step"), earlier.get("intent"), earlier.get("intent_confidence")
+        if (earlier.get("flow") != self.flow.id or earlier.get("outcome") not in (None, "caller_hangup")
+                or not isinstance(step, str) or step not in self.spec.steps
+                or self.spec.steps[step].type == "feedback"
+                or not isinstance(intent, str) or intent not in self.spec.intents):
+            return None
+        secret = self.flow.secret_slots()
+        slots = earlier.get("slots") if isinstance(earlier.get("slots"), dict) else {}
+        kept = {name: value for name, value in slots.items()
+                if isinstance(name, str) and name not in secret and isinstance(value, (str, int, float, bool))}
+        transcript = earlier.get("transcript") if isinstance(earlier.get("transcript"), list) else []
+        offer = {"step": step, "intent": intent, "slots": kept,
+                 "intent_confidence": float(confidence) if isinstance(confidence, (int, float)) else 1.0}
+        reference = {"call_id": str(earlier.get("call_id", "")),
+                     "transcript": [entry for entry in transcript if isinstance(entry, dict)][-EARLIER_TRANSCRIPT:]}
+        return offer, reference
+
+    def _offer_resume(self, state: CallState, offer: dict[str, Any], *, notice: bool = False) -> list[Action]:
+        """Ask whether to go on with the earlier call: a yes/no question at the first question's place."""
+        state.resume_offer = offer
+        step = self.spec.steps[state.step]
+        actions = [self._say(state, sentences.speech_unavailable(self.flow), step)] if notice else []
+        question = sentences.resume_offer(self.flow, offer["intent"], state.keypad_only) or ""
+        return actions + [self._say(state, question, step), self._confirm_listen(state, step)]
+
+    def _on_resume_answer(self, state: CallState, step: Any, event: Event) -> list[Action]:
+        """Yes (or key 1): back at the earlier call's step, asked from its start, with its intent and
+        values. No (or key 2), or still no clear answer after the step's retries: the first question,
+        without the opening again. The intent is taken as a route takes it, so whatever an intent
+        requires before its steps (identity) is required again."""
+        offer = state.resume_offer
+        answer: bool | None = None
+        if isinstance(event, Utterance):
+            answer = parse_yes_no(event.text, self.flow.language)
+        elif isinstance(event, Digits) and event.digits in ("1", "2"):
+            answer = event.digits == "1"
+        if answer is None and state.misses < self._retries(step):
+            state.misses += 1
+            question = sentences.resume_offer(self.flow, offer["intent"], state.keypad_only)
+            kind = "no_input" if isinstance(event, NoInput) else "not_understood"
+            return [self._say(state, sentences.retry(self.flow, kind, question) or "", step),
+                    self._confirm_listen(state, step)]
+        state.resume_offer = None
+        if not answer:
+            state.earlier_call = None
+            return self._enter(state, state.step)
+        state.slots.update(offer["slots"])
+        earlier_route = RouteStep.model_construct(type="route", reprompt="", routes={offer["intent"]: offer["step"]})
+        return [self._say(state, sentences.resume_yes(self.flow), step)] + \
+            self._take_intent(state, earlier_route, offer["intent"], offer["intent_confidence"])
+
     # -- when the caller is not understood or silent --------------------------------------------
 
     def _miss(self, state: CallState, step: Any, kind: str, *, prefix: str | None = None,
@@ -306,6 +390,8 @@ class DialogEngine:
             return []
         step = self.spec.steps[state.step]
         state.no_inputs = 0
+        if state.resume_offer is not None:
+            return self._offer_resume(state, state.resume_offer, notice=True)
         if not keypad.keyable(step):
             state.failures.append({"step": state.step, "kind": "needs_speech"})
             return self._transfer(state, "no_speech")

@@ -192,6 +192,19 @@ def sms_unavailable(flow: Flow) -> str:
     return flow.msg("sms_unavailable")
 
 
+def resume_offer(flow: Flow, intent: str, keypad_only: bool = False) -> str | None:
+    """The yes/no question to a caller whose earlier call about ``intent`` stopped before it was done:
+    it names the intent's ``topic`` (else its label); by keys with 1/2."""
+    item = flow.spec.intents[intent]
+    question = flow.msg("resume_offer", topic=getattr(item, "topic", None) or item.label)
+    return with_keys_yes_no(flow, question) if keypad_only else question
+
+
+def resume_yes(flow: Flow) -> str:
+    """Said when the caller goes on with the earlier call, before its step is asked again."""
+    return flow.msg("resume_yes")
+
+
 # -- what a flow can say without slot values -----------------------------------------------------
 
 
@@ -216,6 +229,7 @@ def static_sentences(flow: Flow) -> list[tuple[str, str | None]]:
     found.append((transfer_words(flow), None))  # any step: asked for, misses, silence, failures
     if flow.spec.hours and flow.spec.transfer.closed_queue:
         found.append((transfer_words(flow, after_hours=True), None))
+    found += _resume_sentences(flow)
     return list(dict.fromkeys((text, prompt_id) for text, prompt_id in found if text and text.strip()))
 
 
@@ -274,8 +288,21 @@ def _retries(flow: Flow, step_id: str, step: Any, keypad_only: bool) -> list[str
                     for text in (question, retry(flow, "no_input", question))]
 
 
+def _resume_sentences(flow: Flow) -> list[tuple[str | None, str | None]]:
+    """The offer to go on with an earlier call, for each intent it can name, asked again after a miss."""
+    if not flow.spec.resume.window_minutes or not flow.spec.intents:
+        return []
+    found: list[tuple[str | None, str | None]] = [(resume_yes(flow), None)]
+    for intent in flow.spec.intents:
+        for keypad_only in (False, True):
+            offer = resume_offer(flow, intent, keypad_only)
+            found += [(offer, None), (retry(flow, "not_understood", offer), None),
+                      (retry(flow, "no_input", offer), None)]
+    return found
+
+
 def sayers() -> Iterable[Any]:
     """The functions whose results the engine says (for tests that check where a sentence comes from)."""
     return (own_words, keypad_question, menu, reprompt, retry, score_retry, confirm_intent, confirm_value,
             with_keys_yes_no, speech_unavailable, source, goodbye, hangup_words, thanks, transfer_words,
-            sms_said, sms_unavailable)
+            sms_said, sms_unavailable, resume_offer, resume_yes)

@@ -9,6 +9,11 @@ birth) are never kept in the clear: only an HMAC of them, under ``secrets``.
 route step is answered from its numbered keypad menu (keypad only, or the caller pressed keys at
 the open question); it is cleared when the call moves to another step. Stored dicts from before
 these fields existed load with both false.
+
+A call from a number whose earlier call stopped unfinished first hears whether to go on with it:
+``resume_offer`` holds what a "yes" restores (step, intent, non-secret slots) while that question is
+open. ``earlier_call`` is the earlier call's id and the end of its transcript, for the agent; it is
+a reference, never copied into this call's own transcript.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class CallState:
     feedback: int | None = None
     keypad_only: bool = False
     keys_menu: bool = False
+    resume_offer: dict[str, Any] | None = None
+    earlier_call: dict[str, Any] | None = None
     ended: bool = False
     outcome: str | None = None
     reason: str | None = None

@@ -11,6 +11,9 @@ live with the flows; the dialog reads them through ``Flow.msg``.
 The ``keys_*``, ``keypad_*`` and ``invalid_key`` sentences are for calls that go on by keypad
 (no speech recognition): they replace every "say ..." with what to press, and 0 always reaches
 a person.
+
+``resume_offer`` (with the ``{topic}`` of the earlier call's intent) and ``resume_yes`` are said to a
+caller who calls again after a call that stopped before it was done.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "no": "nee",
         "redacted": "[verborgen]",
         "provided": "opgegeven",
+        "resume_offer": "U belde net over {topic}. Wilt u daarmee verder gaan?",
+        "resume_yes": "Goed, we gaan verder.",
     },
     "en": {
         "confirm_intent": "You want to {label}, is that right?",
@@ -133,6 +138,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "no": "no",
         "redacted": "[redacted]",
         "provided": "provided",
+        "resume_offer": "You called just now about {topic}. Would you like to continue?",
+        "resume_yes": "All right, let us carry on.",
     },
 }
 

@@ -191,6 +191,13 @@ TERMINAL_TYPES = frozenset({"transfer", "feedback", "hangup"})
 LISTENING_TYPES = frozenset({"route", "ask", "feedback"})
 
 
+class ResumeSettings(Strict):
+    """How long an unfinished call is kept so that the caller, calling again from the same number, can
+    go on where it stopped (0 turns it off)."""
+
+    window_minutes: int = Field(30, ge=0, le=1440)
+
+
 class FlowSpec(Strict):
     flow: Identifier
     language: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
@@ -201,6 +208,7 @@ class FlowSpec(Strict):
     transfer_words: list[str] | None = None
     disclosure: list[str] | None = None
     hours: Hours | None = None
+    resume: ResumeSettings = ResumeSettings()
     prompts: dict[str, str] = {}
     messages: dict[str, str] = {}
     intents: dict[Identifier, Intent] = {}

@@ -10,6 +10,9 @@ Failure policy: a message we cannot use is logged and counted and the call goes 
 that fails or falls behind becomes ``SpeechUnavailable`` and the engine moves the call to the
 keypad; anything else that breaks on our side becomes ``SystemFailure`` and the engine hands the
 call to a person, whom Twilio's own voice announces (our audio may be what broke).
+
+A call the caller left before it was done (hung up, cut off, or its stream broke) is kept for the
+flow's resume window (``telephony/resume.py``); a new call first looks for such a call from its number.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from voicebot.speech.recognizer import (
 from voicebot.telephony import stream_codec as codec
 from voicebot.telephony import turns as tt
 from voicebot.telephony.failover import handover
+from voicebot.telephony.resume import remember_unfinished, take_unfinished
 
 log = logging.getLogger("voicebot.call")
 
@@ -126,9 +130,11 @@ class CallSession:
             actions = self._settled(self.engine.resume(self.state, speech=speech))
         else:
             params = start.parameters
+            caller = params.get("from", "")
+            earlier = take_unfinished(self.rt.store.redis, flow, caller, self.rt.settings.hash_salt)
             self.state, actions = self.engine.start(CallStarted(
-                call_id=start.call_sid, caller=params.get("from", ""), called=params.get("to", ""),
-                at=self.rt.local_time(flow), speech=speech))
+                call_id=start.call_sid, caller=caller, called=params.get("to", ""),
+                at=self.rt.local_time(flow), speech=speech, earlier=earlier))
             actions = self._settled(actions)
         self._run(actions)
 
@@ -268,6 +274,7 @@ class CallSession:
     def _hung_up(self) -> None:
         if self.state is not None and not self.state.ended:
             self.engine.handle(self.state, CallEnded("hangup"))
+            self._remember_unfinished()
         self._exec(self.turns.hung_up())
         self._save()
         self.closed = True
@@ -278,10 +285,16 @@ class CallSession:
         with self._lock:
             if not self.closed and self.state is not None and not self.state.ended:
                 # The socket died mid-call. Twilio asks /twilio/after-stream if the caller is still
-                # there: a person takes over with everything said so far.
+                # there: a person takes over with everything said so far (and after-stream forgets
+                # the call kept here); a caller who is gone may call back and go on.
+                if not (self.rt.store.get(self.call_sid) or {}).get("ending"):
+                    self._remember_unfinished()
                 self._fail("the media stream broke")
             self.closed = True
             self._shutdown()
+
+    def _remember_unfinished(self) -> None:
+        remember_unfinished(self.rt.store.redis, self.state, self.engine.flow, self.rt.settings.hash_salt)
 
     def _finish(self) -> None:
         """Everything has been said: close the socket so Twilio asks /twilio/after-stream what next."""
