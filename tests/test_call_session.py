@@ -43,6 +43,8 @@ class Line:
         self.out: list[dict] = []
         self.closed = False
         self.call_sid = call_sid
+        stored = (rt.store.get(call_sid) or {}).get("state") or {}
+        self._said_before = len(stored.get("transcript", []))     # a resumed call: what earlier streams said
         self.session = CallSession(rt, lambda raw: self.out.append(json.loads(raw)), self._close)
         self.raw('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
         token = rt.call_token(call_sid) if token is None else token
@@ -84,7 +86,11 @@ class Line:
         self._echoed = self.marks()
 
     def said(self) -> list[str]:
-        return [n.split(":", 1)[1] for n in self.marks()]
+        """What the bot said on this line: marks are numbers only, so the words come from the call's transcript."""
+        state = self.session.state
+        if state is None:
+            return []
+        return [e["text"] for e in state.transcript[self._said_before:] if e["who"] == "bot" and e["text"]]
 
     def wait(self, condition, seconds=10.0, feed_silence=True):
         deadline = time.monotonic() + seconds
@@ -356,3 +362,21 @@ def test_the_reply_to_keys_is_timed_like_the_reply_to_speech(runtime):
     before = replies()
     line.dtmf("1")                              # one key answers: the next question is the reply
     assert replies() == before + 1
+
+
+# -- what leaves the process: mark names ------------------------------------------
+
+def test_mark_names_sent_over_the_socket_carry_no_prompt_text(runtime):
+    """Mark names travel to Twilio and show in its logs: a number each, never a word of the prompt."""
+    line = Line(runtime, "CA-marks")
+    line.echo_marks()
+    line.media(silence(0.3) + korean("예약") + silence(0.6))
+    line.wait(lambda: "번호를 눌러 주세요" in line.said())
+    line.echo_marks()
+    line.dtmf("123#")
+    line.echo_marks()
+    said, marks = line.said(), line.marks()
+    assert len(marks) == len(said) >= 4 and marks == [str(n) for n in range(1, len(marks) + 1)]
+    words = {word for text in said for word in text.split()} | {"123", "1 2 3"}
+    assert not [mark for mark in marks for word in words if word in mark and not word.isdigit()]
+    assert not [mark for mark in marks for text in said if text in mark]
