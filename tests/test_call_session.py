@@ -364,7 +364,7 @@ def test_the_reply_to_keys_is_timed_like_the_reply_to_speech(runtime):
     assert replies() == before + 1
 
 
-# -- what leaves the process: mark names ------------------------------------------
+# -- what leaves the process: mark names and the prompt cache ------------------------------------------
 
 def test_mark_names_sent_over_the_socket_carry_no_prompt_text(runtime):
     """Mark names travel to Twilio and show in its logs: a number each, never a word of the prompt."""
@@ -380,3 +380,65 @@ def test_mark_names_sent_over_the_socket_carry_no_prompt_text(runtime):
     words = {word for text in said for word in text.split()} | {"123", "1 2 3"}
     assert not [mark for mark in marks for word in words if word in mark and not word.isdigit()]
     assert not [mark for mark in marks for text in said if text in mark]
+
+
+@pytest.fixture(scope="module")
+def energie(redis_url, speech_models, tmp_path_factory):
+    """The shipped flows, keypad only here (the test machines have no Dutch model), with their own cache."""
+    settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": SECRET})
+    settings = dataclasses.replace(
+        settings, flows_dir=REPO / "flows", default_flow="energie",
+        prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("energie-cache")))
+    return Runtime(settings, models=speech_models)
+
+
+def prompt_audio(line: Line) -> list[bytes]:
+    """The audio of each prompt sent on the line: the media before each mark."""
+    prompts, audio = [], b""
+    for message in line.out:
+        if message["event"] == "media":
+            audio += base64.b64decode(message["media"]["payload"])
+        elif message["event"] == "mark":
+            prompts.append(audio)
+            audio = b""
+    return prompts
+
+
+def test_a_customer_number_read_back_never_reaches_the_prompt_cache(energie):
+    """The cache's file names are hashes of exact texts: a listing could be matched back to customer
+    numbers by hashing guesses, and the files are the numbers spoken. Prompts carrying the caller's
+    values are rendered for the call only; the flow's own prompts are still cached."""
+    from voicebot.dialog.sentences import static_sentences
+
+    flow = energie.flows["energie"]
+    cache = Path(energie.settings.prompts.cache_dir)
+    line = Line(energie, "CA-personal", flow="energie")
+    opening = line.said()
+    line.echo_marks()
+    before = {path.name for path in cache.iterdir()}
+    line.dtmf("1")                                       # the meter reading
+    line.echo_marks()
+    line.dtmf("7654321#")                                # the customer number, read back for confirmation
+    line.echo_marks()
+    line.dtmf("1")                                       # yes: on to the postcode
+    line.echo_marks()
+    after = {path.name for path in cache.iterdir()}
+
+    assert line.session.state.slots["klantnummer"] == "7654321"
+    said = line.said()
+    static = {text for text, _ in static_sentences(flow)}
+    personal = [text for text in said if text not in static]
+    assert personal and all("klantnummer" in text for text in personal)
+    names = {energie.prompts.cache_path(text, "nl").name for text in personal}
+    assert not names & after                                         # no file named after it ...
+    allowed = {energie.prompts.cache_path(text, "nl").name for text in static}
+    assert after - before <= allowed                                 # ... and every new file is a flow's own prompt
+    played = prompt_audio(line)
+    spoken = [played[said.index(text)] for text in personal]
+    assert all(audio for audio in spoken)                            # the caller heard it ...
+    files = [path.read_bytes() for path in cache.iterdir()]
+    assert not [audio for audio in spoken if any(audio in data for data in files)]   # ... and no file holds it
+    # The flow's own prompts are cached as before: the opening, and the question after the number.
+    assert all(energie.prompts.cache_path(text, "nl").exists() for text in opening)
+    assert energie.prompts.cache_path(said[-1], "nl").name in after
+    assert energie.prompts.personal >= len(personal)

@@ -222,6 +222,25 @@ def test_whole_call_with_sms_and_feedback():
     assert s.state.outcome == "hangup"
 
 
+def test_prompts_filled_with_the_callers_values_are_personal():
+    """A Say whose words carry the caller's values must never reach the disk cache; the flow's own
+    words (the opening, the questions, the retries) are cached as before."""
+    s = sim()
+    assert s.opening and not [a for a in s.opening if isinstance(a, Say) and a.personal]
+    drive(s, ["meterstand doorgeven"])
+    (question,) = [a for a in s.say("een twee drie vier vijf zes zeven") if isinstance(a, Say)]
+    assert "1 2 3 4 5 6 7" in question.text and question.personal                   # "Ik noteer {value}"
+    asked = [a for a in s.say("ja") if isinstance(a, Say)]
+    assert asked and not any(a.personal for a in asked)                             # the next question
+    s.say("vijf maart negentienzeventig")
+    says = [a for a in s.say("twaalfduizend driehonderdvijfenveertig") if isinstance(a, Say)]
+    filled = [a for a in says if "12345" in a.text]
+    assert filled and all(a.personal for a in filled)                               # "meterstand {meterstand}"
+    assert [a for a in says if not a.personal]                                      # "Wilt u een samenvatting"
+    said_after_sms = [a for a in s.say("ja graag") if isinstance(a, Say)]
+    assert said_after_sms and all(a.personal == ("12345" in a.text or "1 2 3" in a.text) for a in said_after_sms)
+
+
 def test_feedback_never_transfers():
     s = sim()
     s.say("wat zijn de openingstijden")

@@ -208,7 +208,8 @@ class CallSession:
     def _play(self, say: Say) -> bool:
         """Send one prompt and its mark; False when no audio could be made for it."""
         try:
-            audio = self.rt.prompts.audio_for(say.text, self.engine.flow.language, say.prompt_id)
+            audio = self.rt.prompts.audio_for(say.text, self.engine.flow.language, say.prompt_id,
+                                              personal=say.personal)
         except Exception as exc:
             log.error("call %s: cannot make prompt audio (%s)", self.call_sid, exc)
             return False
