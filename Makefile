@@ -38,6 +38,7 @@ help:
 	echo "                 the Procfile (web on PORT, default 5000, + RQ worker) in the foreground;"
 	echo "                 without TWILIO_AUTH_TOKEN in development mode (127.0.0.1 only, token in .run/);"
 	echo "                 loads the demo customers (flows/customers-demo.csv) into the directory first"
+	echo "                 without VOICEBOT_HASH_SALT with a local salt made once in .run/hash-salt"
 	echo "make test        install what is missing, then run pytest (extra arguments: PYTEST_ARGS=...)"
 	echo "make install     only install: system packages, .venv and the project in it"
 	echo "make redis-stop  stop the Redis that 'make run' started"
@@ -103,6 +104,14 @@ run: install
 		# No Twilio credentials: the server runs in development mode (127.0.0.1 only, a random
 		# token in .run/dev-auth-token that `voicebot call` picks up). It says so in one line.
 		export VOICEBOT_DEV=1
+	fi
+	if [ -z "$${VOICEBOT_HASH_SALT:-}" ]; then
+		# Secret answers and calling numbers are kept only as hashes keyed with this salt; a local
+		# one (random, mode 600, made once and kept) serves the web process and the worker alike.
+		VOICEBOT_HASH_SALT=$$($(VENV)/bin/python -c 'import pathlib, sys; from voicebot.telephony.devmode import \
+			dev_salt; print(dev_salt(pathlib.Path(sys.argv[1])))' "$(CURDIR)")
+		export VOICEBOT_HASH_SALT
+		echo "VOICEBOT_HASH_SALT is not set: using the local salt in .run/hash-salt (set your own for real calls)."
 	fi
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 	# The demo customers, so the default flow's verification can be tried at once (see

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TOKEN = "load-test-token"
+SALT = "load-test-hash-salt-" + "7" * 32
 SCRIPT = [{"say": "예약", "barge_in": 1.0}, {"dtmf": "123#"}, {"say": "네"}]
 
 
@@ -54,7 +55,7 @@ def start(tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     config.write_text(f"flows: {{dir: {REPO / 'tests' / 'data'}, default: ko_test}}\n"
                       f"prompts: {{cache_dir: {tmp / 'cache'}}}\n")
     env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": f"redis://127.0.0.1:{rport}/0",
-           "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
+           "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": f"http://127.0.0.1:{port}", "VOICEBOT_HASH_SALT": SALT}
     server = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(port)], env=env,
                               stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT,
                               start_new_session=True)

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TOKEN = "soak-test-token"
+SALT = "soak-test-hash-salt-" + "7" * 32
 ACCOUNT = "AC" + "0" * 32
 AGENT = "+31201234567"
 SCENARIOS = {
@@ -68,7 +69,8 @@ def start(tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen, str]:
                       f"telephony: {{agent_number: '{AGENT}'}}\n")
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": f"redis://127.0.0.1:{rport}/0",
-           "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": url}
+           "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": url,
+           "VOICEBOT_HASH_SALT": SALT}
     server = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(port)], env=env,
                               stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT,
                               start_new_session=True)

@@ -26,6 +26,8 @@ from conftest import _free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-auth-token"
+SALT = "e2e-hash-salt-" + "5" * 32
+"""One salt for every node: hashes one node writes (lockouts, unfinished calls) another must find."""
 AGENT = "+31201234567"
 ACCOUNT = "AC" + "0" * 32
 START_TIMEOUT = 180.0
@@ -52,7 +54,8 @@ class Server:
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
             f"telephony: {{agent_number: '{AGENT}'{', ' + telephony if telephony else ''}}}\n")
         env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": token,
-               "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url, **(environ or {})}
+               "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url, "VOICEBOT_HASH_SALT": SALT,
+               **(environ or {})}
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,

@@ -43,6 +43,8 @@ class Line:
         self.out: list[dict] = []
         self.closed = False
         self.call_sid = call_sid
+        stored = (rt.store.get(call_sid) or {}).get("state") or {}
+        self._said_before = len(stored.get("transcript", []))     # a resumed call: what earlier streams said
         self.session = CallSession(rt, lambda raw: self.out.append(json.loads(raw)), self._close)
         self.raw('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
         token = rt.call_token(call_sid) if token is None else token
@@ -84,7 +86,11 @@ class Line:
         self._echoed = self.marks()
 
     def said(self) -> list[str]:
-        return [n.split(":", 1)[1] for n in self.marks()]
+        """What the bot said on this line: marks are numbers only, so the words come from the call's transcript."""
+        state = self.session.state
+        if state is None:
+            return []
+        return [e["text"] for e in state.transcript[self._said_before:] if e["who"] == "bot" and e["text"]]
 
     def wait(self, condition, seconds=10.0, feed_silence=True):
         deadline = time.monotonic() + seconds
@@ -356,3 +362,83 @@ def test_the_reply_to_keys_is_timed_like_the_reply_to_speech(runtime):
     before = replies()
     line.dtmf("1")                              # one key answers: the next question is the reply
     assert replies() == before + 1
+
+
+# -- what leaves the process: mark names and the prompt cache ------------------------------------------
+
+def test_mark_names_sent_over_the_socket_carry_no_prompt_text(runtime):
+    """Mark names travel to Twilio and show in its logs: a number each, never a word of the prompt."""
+    line = Line(runtime, "CA-marks")
+    line.echo_marks()
+    line.media(silence(0.3) + korean("예약") + silence(0.6))
+    line.wait(lambda: "번호를 눌러 주세요" in line.said())
+    line.echo_marks()
+    line.dtmf("123#")
+    line.echo_marks()
+    said, marks = line.said(), line.marks()
+    assert len(marks) == len(said) >= 4 and marks == [str(n) for n in range(1, len(marks) + 1)]
+    words = {word for text in said for word in text.split()} | {"123", "1 2 3"}
+    assert not [mark for mark in marks for word in words if word in mark and not word.isdigit()]
+    assert not [mark for mark in marks for text in said if text in mark]
+
+
+@pytest.fixture(scope="module")
+def energie(redis_url, speech_models, tmp_path_factory):
+    """The shipped flows, keypad only here (the test machines have no Dutch model), with their own cache."""
+    settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": SECRET})
+    settings = dataclasses.replace(
+        settings, flows_dir=REPO / "flows", default_flow="energie",
+        prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("energie-cache")))
+    return Runtime(settings, models=speech_models)
+
+
+def prompt_audio(line: Line) -> list[bytes]:
+    """The audio of each prompt sent on the line: the media before each mark."""
+    prompts, audio = [], b""
+    for message in line.out:
+        if message["event"] == "media":
+            audio += base64.b64decode(message["media"]["payload"])
+        elif message["event"] == "mark":
+            prompts.append(audio)
+            audio = b""
+    return prompts
+
+
+def test_a_customer_number_read_back_never_reaches_the_prompt_cache(energie):
+    """The cache's file names are hashes of exact texts: a listing could be matched back to customer
+    numbers by hashing guesses, and the files are the numbers spoken. Prompts carrying the caller's
+    values are rendered for the call only; the flow's own prompts are still cached."""
+    from voicebot.dialog.sentences import static_sentences
+
+    flow = energie.flows["energie"]
+    cache = Path(energie.settings.prompts.cache_dir)
+    line = Line(energie, "CA-personal", flow="energie")
+    opening = line.said()
+    line.echo_marks()
+    before = {path.name for path in cache.iterdir()}
+    line.dtmf("1")                                       # the meter reading
+    line.echo_marks()
+    line.dtmf("7654321#")                                # the customer number, read back for confirmation
+    line.echo_marks()
+    line.dtmf("1")                                       # yes: on to the postcode
+    line.echo_marks()
+    after = {path.name for path in cache.iterdir()}
+
+    assert line.session.state.slots["klantnummer"] == "7654321"
+    said = line.said()
+    static = {text for text, _ in static_sentences(flow)}
+    personal = [text for text in said if text not in static]
+    assert personal and all("klantnummer" in text for text in personal)
+    names = {energie.prompts.cache_path(text, "nl").name for text in personal}
+    assert not names & after                                         # no file named after it ...
+    allowed = {energie.prompts.cache_path(text, "nl").name for text in static}
+    assert after - before <= allowed                                 # ... and every new file is a flow's own prompt
+    played = prompt_audio(line)
+    spoken = [played[said.index(text)] for text in personal]
+    assert all(audio for audio in spoken)                            # the caller heard it ...
+    files = [path.read_bytes() for path in cache.iterdir()]
+    assert not [audio for audio in spoken if any(audio in data for data in files)]   # ... and no file holds it
+    # The flow's own prompts are cached as before: the opening, and the question after the number.
+    assert all(energie.prompts.cache_path(text, "nl").exists() for text in opening)
+    assert energie.prompts.cache_path(said[-1], "nl").name in after
+    assert energie.prompts.personal >= len(personal)

@@ -89,6 +89,65 @@ def test_serve_refuses_to_start_unconfigured_outside_development_mode(tmp_path):
     assert result.exit_code == 1 and "PUBLIC_URL not set" in result.output and "TWILIO_AUTH_TOKEN" not in result.output
 
 
+SALT_ERROR = "VOICEBOT_HASH_SALT not set"
+RECIPE = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def test_serve_refuses_to_start_without_a_hash_salt(tmp_path):
+    """Secret answers and calling numbers are kept as hashes keyed with the salt: no salt, no server."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"flows: {{dir: {REPO / 'tests' / 'data'}, default: mini}}\n")
+    twilio = {"TWILIO_AUTH_TOKEN": "t", "PUBLIC_URL": "https://bot.example.com", "VOICEBOT_DEV": None}
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "0"],
+                                env={**twilio, "VOICEBOT_HASH_SALT": None})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and SALT_ERROR in result.output and RECIPE in result.output
+    assert "--dev" in result.output and "TWILIO_AUTH_TOKEN" not in result.output
+    assert not (tmp_path / ".run" / "hash-salt").exists()      # production never makes its own
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "0"],
+                                env={**twilio, "VOICEBOT_HASH_SALT": "short"})
+    assert result.exit_code == 1 and "VOICEBOT_HASH_SALT is too short (5 characters" in result.output
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "0"],
+                                env={**twilio, "TWILIO_AUTH_TOKEN": None, "VOICEBOT_HASH_SALT": None})
+    assert result.output.count("\n") == 1                        # both reasons, one line
+    assert "TWILIO_AUTH_TOKEN not set" in result.output and SALT_ERROR in result.output
+
+
+def test_the_recipe_in_the_salt_error_makes_an_accepted_salt():
+    import subprocess
+    import sys
+
+    from voicebot.telephony.devmode import SALT_RECIPE, salt_problem
+
+    assert SALT_RECIPE == RECIPE
+    made = subprocess.run([sys.executable, "-c", RECIPE.split("'")[1]], capture_output=True, text=True, check=True)
+    assert salt_problem(made.stdout.strip()) is None
+
+
+def test_development_mode_keeps_a_private_local_salt(tmp_path):
+    import os
+    import stat
+
+    from voicebot.config import load_settings
+    from voicebot.telephony.devmode import apply_dev_mode
+
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    settings, line = apply_dev_mode(load_settings(config, environ={}), 5099)
+    path = tmp_path / ".run" / "hash-salt"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert settings.hash_salt == path.read_text().strip() and len(settings.hash_salt) >= 32
+    assert str(path) in line and settings.hash_salt not in line
+    again, _ = apply_dev_mode(load_settings(config, environ={}), 5099)
+    assert again.hash_salt == settings.hash_salt            # kept: hashes written earlier are found again
+    assert sorted(p.name for p in path.parent.iterdir()) == ["dev-auth-token", "hash-salt"]
+    given, line = apply_dev_mode(load_settings(config, environ={"VOICEBOT_HASH_SALT": "x" * 40}), 5099)
+    assert given.hash_salt == "x" * 40 and "VOICEBOT_HASH_SALT" in line
+    path.write_text("")                                      # emptied by hand: made anew
+    fresh, _ = apply_dev_mode(load_settings(config, environ={}), 5099)
+    assert len(fresh.hash_salt) >= 32 and fresh.hash_salt == path.read_text().strip()
+
+
 def test_development_mode_binds_loopback_and_writes_a_private_token(tmp_path):
     import os
     import stat

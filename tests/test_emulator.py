@@ -4,6 +4,8 @@ The fake server checks every signature with twilio's own RequestValidator (webho
 public https URL, the WebSocket upgrade against the public wss URL), so signing is tested for real.
 On the stream it plays a greeting, answers key 5 with a long prompt, sends ``clear`` when the
 caller talks over it and then closes the socket; /twilio/after-stream transfers with a whisper.
+Like the real server it names its marks by number only, and keeps what it said in its record of
+the call in Redis, where the emulator reads it after the call.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from voicebot.emulator import EmulatorError, WebhookRefused, check_expectations,
 from voicebot.emulator import call as emulated_call
 from voicebot.emulator.report import CallLog, CallReport
 from voicebot.emulator.stream import MediaStream
+from voicebot.telephony.store import CallStore
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://bot.example.com"
@@ -41,6 +44,8 @@ AGENT = "+31201234567"
 GREETING_S = 1.0
 LONG_S = 4.0
 SILENT_FRAME = b"\xff" * 160
+START, HELLO, LONG = "0", "1", "2"
+"""The fake server's marks, named as the real server names them: by number only."""
 
 
 def tone(seconds: float, freq: float = 440.0) -> bytes:
@@ -78,8 +83,9 @@ class Log:
 class FakeBot:
     """The server side of the phone call, just enough of it to exercise every part of the emulator."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str) -> None:
         self.log = Log()
+        self.store = CallStore(redis_url, 60)
         self.validator = RequestValidator(TOKEN)
         self.app = Flask("fake-voicebot")
         sock = Sock(self.app)
@@ -141,19 +147,27 @@ class FakeBot:
         log.messages.append((time.monotonic(), json.loads(ws.receive(timeout=5))))
         log.messages.append((time.monotonic(), json.loads(ws.receive(timeout=5))))
         sid = log.messages[-1][1]["streamSid"]
+        call_sid = log.messages[-1][1]["start"]["callSid"]
+        said: list[dict[str, str]] = []
+
+        def remember(text: str, ended: bool = False) -> None:
+            if text:
+                said.append({"who": "bot", "text": text})
+            self.store.update(call_sid, state={"ended": ended, "transcript": said})
 
         def send(message: dict[str, Any]) -> None:
             ws.send(json.dumps({"streamSid": sid, **message}))
 
-        def prompt(name: str, audio: bytes, chunk: int) -> None:
+        def prompt(name: str, text: str, audio: bytes, chunk: int) -> None:
+            remember(text)
             for i in range(0, len(audio), chunk):
                 send({"event": "media", "media": {"payload": base64.b64encode(audio[i:i + chunk]).decode()}})
             send({"event": "mark", "mark": {"name": name}})
             log.marks_sent[name] = time.monotonic()
 
-        send({"event": "mark", "mark": {"name": "0:start"}})  # nothing buffered: echoed at once
-        log.marks_sent["0:start"] = time.monotonic()
-        prompt("1:hallo", tone(GREETING_S), len(tone(GREETING_S)))
+        send({"event": "mark", "mark": {"name": START}})  # nothing buffered: echoed at once
+        log.marks_sent[START] = time.monotonic()
+        prompt(HELLO, "hallo", tone(GREETING_S), len(tone(GREETING_S)))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             raw = ws.receive(timeout=0.1)
@@ -167,15 +181,16 @@ class FakeBot:
                 break
             if event == "mark":
                 log.echoes[message["mark"]["name"]] = now
-                if log.cleared and message["mark"]["name"].startswith("2:"):
+                if log.cleared and message["mark"]["name"] == LONG:
                     break
             elif event == "dtmf" and message["dtmf"]["digit"] == "5" and log.long_sent is None:
                 log.long_sent = now
-                prompt("2:een lang verhaal", tone(LONG_S, 300), 400)
+                prompt(LONG, "een lang verhaal", tone(LONG_S, 300), 400)
             elif event == "media" and log.long_sent and not log.cleared \
                     and base64.b64decode(message["media"]["payload"]) != SILENT_FRAME:
                 send({"event": "clear"})
                 log.cleared = time.monotonic()
+        remember("", ended=True)
         time.sleep(0.2)
         log.closed = time.monotonic()
 
@@ -191,8 +206,8 @@ def frames_between(log: Log, first: int, last: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def bot():
-    server = FakeBot()
+def bot(redis_url):
+    server = FakeBot(redis_url)
     server.thread.start()
     yield server
     server.server.shutdown()
@@ -200,13 +215,13 @@ def bot():
 
 
 @pytest.fixture(scope="module")
-def main_call(bot: FakeBot, tmp_path_factory: pytest.TempPathFactory):
+def main_call(bot: FakeBot, tmp_path_factory: pytest.TempPathFactory, redis_url: str):
     """One full call: greeting, key 5, the caller talks over the long prompt, transfer with whisper."""
     bot.log = Log()
     record = tmp_path_factory.mktemp("call") / "bot.wav"
     out = io.StringIO()
     report = place_call(bot.url, [{"dtmf": "5"}, {"say": "ja", "barge_in": 0.5}], auth_token=TOKEN,
-                        public_url=PUBLIC, record=str(record), out=out, max_seconds=20)
+                        public_url=PUBLIC, record=str(record), out=out, max_seconds=20, redis_url=redis_url)
     bot.log.wait_closed()
     return report, bot.log, record, out.getvalue()
 
@@ -251,22 +266,22 @@ def test_media_frames_every_20_ms(main_call):
     # The caller's line is never quiet on the wire: frames go on while the bot talks, while the
     # caller pauses and while the caller talks. (Pacing in real time is measured in benchmarks/.)
     kinds = [m["event"] for _, m in log.messages]
-    greeting_heard, key = at(log, "mark", "1:hallo"), kinds.index("dtmf")
-    cut_off = at(log, "mark", "2:een lang verhaal")
+    greeting_heard, key = at(log, "mark", HELLO), kinds.index("dtmf")
+    cut_off = at(log, "mark", LONG)
     assert "media" in kinds[:greeting_heard] and "media" in kinds[greeting_heard:key]
     assert "media" in kinds[key:cut_off]
 
 
 def test_marks_echo_when_playback_reaches_them(main_call):
     report, log, _, _ = main_call
-    assert report.bot_prompts == ["0:start", "1:hallo", "2:een lang verhaal"]
+    assert report.marks == [START, HELLO, LONG]
     echoes = [m["mark"]["name"] for m in log.of("mark")]
-    assert echoes == ["0:start", "1:hallo", "2:een lang verhaal"]
+    assert echoes == [START, HELLO, LONG]
     # Counted in the caller's frames (one a 20 ms tick, as playback moves): stream time, not wall time.
-    # Nothing was buffered before "0:start": echoed at once, long before a greeting's worth of ticks.
-    assert frames_between(log, 1, at(log, "mark", "0:start")) < GREETING_S / 0.020
-    # "1:hallo" follows 1.0 s of audio: echoed once that has played, not when it arrived.
-    assert frames_between(log, at(log, "mark", "0:start"), at(log, "mark", "1:hallo")) >= GREETING_S / 0.020
+    # Nothing was buffered before the first mark: echoed at once, long before a greeting's worth of ticks.
+    assert frames_between(log, 1, at(log, "mark", START)) < GREETING_S / 0.020
+    # The greeting's mark follows 1.0 s of audio: echoed once that has played, not when it arrived.
+    assert frames_between(log, at(log, "mark", START), at(log, "mark", HELLO)) >= GREETING_S / 0.020
 
 
 def test_dtmf_after_the_greeting(main_call):
@@ -275,14 +290,14 @@ def test_dtmf_after_the_greeting(main_call):
     assert dtmf["dtmf"] == {"track": "inbound_track", "digit": "5"}
     assert dtmf["streamSid"] and dtmf["sequenceNumber"].isdigit()
     key = [m["event"] for _, m in log.messages].index("dtmf")
-    assert frames_between(log, at(log, "mark", "1:hallo"), key) >= 1  # waited for the bot, then the default pause
+    assert frames_between(log, at(log, "mark", HELLO), key) >= 1  # waited for the bot, then the default pause
 
 
 def test_barge_in_clear_returns_pending_marks_at_once(main_call):
     report, log, _, out = main_call
     assert report.clears == 1
     kinds = [m["event"] for _, m in log.messages]
-    key, returned = kinds.index("dtmf"), at(log, "mark", "2:een lang verhaal")
+    key, returned = kinds.index("dtmf"), at(log, "mark", LONG)
     spoke = next(i for i, (_, m) in enumerate(log.messages)
                  if i > key and m["event"] == "media" and base64.b64decode(m["media"]["payload"]) != SILENT_FRAME)
     assert spoke < returned                                  # the caller talked over the long prompt ...
@@ -290,7 +305,7 @@ def test_barge_in_clear_returns_pending_marks_at_once(main_call):
     assert frames_between(log, spoke, returned) < (LONG_S - 1.0) / 0.020
     clear_events = report.kinds("clear")
     assert len(clear_events) == 1 and "barge-in" in clear_events[0][2]
-    assert "marks returned: een lang verhaal" in clear_events[0][2]
+    assert f"marks returned: {LONG})" in clear_events[0][2]
     assert "clear  (barge-in" in out
 
 
@@ -312,7 +327,9 @@ def test_latencies_and_printed_conversation(main_call):
     dtmf_latency, say_latency = report.latencies
     assert dtmf_latency is not None and dtmf_latency >= 0  # the bot answered the key (how fast: benchmarks/)
     assert say_latency is None  # the bot was cleared and hung up, it never answered "ja"
-    assert "bot    hallo (1.0 s of audio)" in out
+    assert f"bot    prompt {HELLO} (1.0 s of audio)" in out
+    assert report.bot_prompts == ["hallo", "een lang verhaal"]        # read from the record after the call
+    assert "the bot said (from the server's record of the call):\n         hallo\n" in out
     assert "caller #5" in out and 'caller "ja"' in out
     kinds = [kind for _, kind, _ in report.events]
     assert kinds.index("dtmf") < kinds.index("caller") < kinds.index("clear") < kinds.index("transfer")
@@ -360,14 +377,30 @@ def test_caller_hangs_up(bot: FakeBot, tmp_path):
     assert report.latencies == [None]
 
 
-def test_max_seconds_hangs_up(bot: FakeBot):
+def test_max_seconds_hangs_up(bot: FakeBot, redis_url):
     bot.log = Log()
-    report = place_call(bot.url, [], auth_token=TOKEN, public_url=PUBLIC, max_seconds=1.5)
+    report = place_call(bot.url, [], auth_token=TOKEN, public_url=PUBLIC, max_seconds=1.5, redis_url=redis_url)
     assert report.timed_out and report.hung_up_by == "caller"
     bot.log.wait_closed()
     assert len(bot.log.of("media")) <= 1.5 / 0.020   # no frame after 1.5 s of the call (a stall only means fewer)
     assert bot.log.of("stop") and "after" not in bot.log.forms
     assert check_expectations(report, {"prompt_contains": "hallo"}) == ["the call did not end by itself (timed out)"]
+
+
+def test_without_the_servers_record_what_the_bot_said_is_unknown(bot: FakeBot, redis_url):
+    """The line carries prompt numbers only; what they said comes from the server's Redis or not at all."""
+    dead = "redis://127.0.0.1:9/0"
+    for given, why in ((None, "no Redis URL was given"), (dead, "cannot be reached"),
+                       (redis_url.rsplit("/", 1)[0] + "/9", "has no record of call")):
+        bot.log = Log()
+        out = io.StringIO()
+        report = place_call(bot.url, [{"dtmf": "5"}], auth_token=TOKEN, public_url=PUBLIC, max_seconds=4,
+                            redis_url=given, out=out)
+        bot.log.wait_closed()
+        assert report.marks[:2] == [START, HELLO] and report.bot_prompts is None and why in report.said_unknown
+        (failure,) = [f for f in check_expectations(report, {"prompt_contains": "hallo"}) if "timed out" not in f]
+        assert failure.startswith("prompt_contains cannot be checked") and why in failure
+        assert "hallo" not in out.getvalue()
 
 
 def test_stream_handshake_signature_is_checked(bot: FakeBot):
@@ -426,7 +459,7 @@ def test_a_server_address_that_is_no_url_is_one_clear_error():
     assert "Traceback" not in result.output
 
 
-def test_cli_script_with_expectations(bot: FakeBot, tmp_path):
+def test_cli_script_with_expectations(bot: FakeBot, tmp_path, redis_url):
     bot.log = Log()
     scenario = tmp_path / "barge.yaml"
     scenario.write_text(f"""
@@ -444,7 +477,7 @@ expect:
   whisper_contains: onderwerp
 """, encoding="utf-8")
     result = CliRunner().invoke(call, ["--server", bot.url, "--public-url", PUBLIC, "--auth-token", TOKEN,
-                                       "--script", str(scenario), "--max-seconds", "20"])
+                                       "--script", str(scenario), "--max-seconds", "20", "--redis-url", redis_url])
     assert result.exit_code == 0, result.output
     assert bot.log.forms["voice"]["From"] == "+31687654321"
     assert 'caller "yes"' in result.output and "PASS" in result.output

@@ -222,6 +222,53 @@ def test_whole_call_with_sms_and_feedback():
     assert s.state.outcome == "hangup"
 
 
+def test_prompts_filled_with_the_callers_values_are_personal():
+    """A Say whose words carry the caller's values must never reach the disk cache; the flow's own
+    words (the opening, the questions, the retries) are cached as before."""
+    s = sim()
+    assert s.opening and not [a for a in s.opening if isinstance(a, Say) and a.personal]
+    drive(s, ["meterstand doorgeven"])
+    (question,) = [a for a in s.say("een twee drie vier vijf zes zeven") if isinstance(a, Say)]
+    assert "1 2 3 4 5 6 7" in question.text and question.personal                   # "Ik noteer {value}"
+    asked = [a for a in s.say("ja") if isinstance(a, Say)]
+    assert asked and not any(a.personal for a in asked)                             # the next question
+    s.say("vijf maart negentienzeventig")
+    says = [a for a in s.say("twaalfduizend driehonderdvijfenveertig") if isinstance(a, Say)]
+    filled = [a for a in says if "12345" in a.text]
+    assert filled and all(a.personal for a in filled)                               # "meterstand {meterstand}"
+    assert [a for a in says if not a.personal]                                      # "Wilt u een samenvatting"
+    said_after_sms = [a for a in s.say("ja graag") if isinstance(a, Say)]
+    assert said_after_sms and all(a.personal == ("12345" in a.text or "1 2 3" in a.text) for a in said_after_sms)
+
+
+def test_the_callers_text_lists_what_they_asked_and_gave_not_the_assistants_questions():
+    from voicebot.dialog.context import agent_summary
+
+    energie = load_flow(Path(__file__).resolve().parent.parent / "flows" / "energie.yaml")
+    s = Simulation(energie, at=WEEKDAY)
+    drive(s, ["ik wil mijn meterstand doorgeven", "#1234567", "ja", "twaalf vierendertig a b", "ja",
+              "twaalfduizend driehonderdvijfenveertig", "ja"])
+    actions = s.say("ja graag")
+    (sms,) = [a for a in actions if isinstance(a, SendSms)]
+    assert sms.text.startswith("Stroomlijn Energie, samenvatting van uw gesprek. Onderwerp: meterstand doorgeven.")
+    assert "klantnummer 1234567" in sms.text and "postcode 1234 **" in sms.text and "meterstand 12345" in sms.text
+    assert "sms samenvatting" not in sms.text and " ja" not in sms.text               # the reply to "wilt u ...?"
+    assert said(actions).startswith("Ik stuur u een sms met een samenvatting. Hoe tevreden")   # heard, not read
+    assert s.state.slots["sms_samenvatting"] is True                                  # kept for the agent
+    assert "sms samenvatting ja" in agent_summary(s.state, energie, "flow")
+
+
+def test_the_callers_text_holds_the_page_an_answer_came_from():
+    webshop = load_flow(Path(__file__).resolve().parent.parent / "flows" / "webshop.yaml")
+    s = Simulation(webshop, at="2026-11-24T11:00:00", caller="+447700900123")
+    drive(s, ["where is my parcel", "#12345678", "yes"])
+    actions = s.say("yes please")
+    (sms,) = [a for a in actions if isinstance(a, SendSms)]
+    assert sms.text == ("Parcelo, a summary of your call. Topic: track parcel. Details: order number 12345678. "
+                        "This information comes from parcelo.com/track.")
+    assert "parcelo.com" not in said(actions) and "text message" in said(actions)
+
+
 def test_feedback_never_transfers():
     s = sim()
     s.say("wat zijn de openingstijden")

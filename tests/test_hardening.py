@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -264,6 +265,10 @@ def test_at_most_a_few_text_messages_per_number_per_day(redis_url, where):
     if where == "redis":                       # shared by every node, and no phone number in Redis keys
         assert not DailyLimit(client, 3).take(number)
         assert not any(number[1:] in k.decode() for k in client.keys("voicebot:sms:*"))
+        # Keyed with the salt: a plain hash of the number (undone by hashing every number) is not there either.
+        assert DailyLimit(client, 3, salt="s" * 32).take(number)      # another salt, another key
+        plain = hashlib.sha256(number.encode()).hexdigest()[:32]
+        assert not [k for k in client.keys("voicebot:sms:*") if k.decode().endswith(plain)]
 
 
 def test_refused_text_messages_are_masked_and_counted(runtime, caplog):

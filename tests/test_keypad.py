@@ -111,6 +111,28 @@ def test_routes_that_only_reach_a_person_are_left_to_key_0():
     assert english.endswith("or press 0 for an agent.") and "speak to an agent" not in english
 
 
+def test_a_route_that_only_lists_the_topics_is_not_on_the_menu():
+    """"What can I ask?" answers with the list of topics and asks again; by keys the menu is that list."""
+    for flow, intent in ((ENERGIE, "wat_kan_ik"), (WEBSHOP, "what_can_i_do")):
+        step = flow.step("menu")
+        assert intent in step.routes and intent not in keypad.menu_routes(flow, step)
+        assert flow.spec.intents[intent].label not in keypad.menu_text(flow, step)
+    intents = "".join(f"  i{n}: {{label: onderwerp {n}, examples: [onderwerp {n}, over {n}, vraag {n}]}}\n"
+                      for n in (1, 2))
+    flow = parse_flow(
+        "flow: uitleg\nlanguage: nl\nstart: welkom\n"
+        f"intents:\n{intents}"
+        "steps:\n"
+        "  welkom: {type: say, say: U spreekt met een digitale assistent., next: menu}\n"
+        "  menu: {type: route, say: Waarmee kan ik u helpen, reprompt: Noem een onderwerp.,\n"
+        "         routes: {i1: uitleg, i2: tip}}\n"
+        "  uitleg: {type: say, say: Een uitleg., next: klaar}\n"
+        "  tip: {type: say, say: Een tip., next: welkom}\n"
+        "  klaar: {type: hangup, say: Tot ziens.}\n", "uitleg.yaml")
+    # Says something and goes on elsewhere: a choice. Only says things on its way back (tip, welkom): none.
+    assert keypad.menu_routes(flow, flow.step("menu")) == ["i1"]
+
+
 def test_a_wrong_key_is_asked_again_with_the_menu_then_handed_over():
     s = keys_call()
     again = s.keys("7")

@@ -579,6 +579,25 @@ def test_doctor_reports_missing_credentials(cfg, redis_url, monkeypatch):
     assert "for taking real calls" in lines[-1]
 
 
+def test_doctor_reports_a_missing_or_short_hash_salt(cfg, redis_url, monkeypatch):
+    """A missing salt is fine on a developer machine (the development mode keeps one in .run/), and
+    missing for real calls: `voicebot serve` refuses to start without it."""
+    monkeypatch.delenv("VOICEBOT_HASH_SALT", raising=False)
+    config = doctor_config(cfg, redis_url)
+    salt = next(line for line in run(config, "doctor").output.splitlines() if "hash salt" in line)
+    assert salt.startswith("WARN") and "VOICEBOT_HASH_SALT is not set: needed to take real calls" in salt
+    assert "secrets.token_hex(32)" in salt and ".run/hash-salt" in salt
+    live = run(config, "doctor", "--live")
+    assert live.exit_code == 1
+    assert next(line for line in live.output.splitlines() if "hash salt" in line).startswith("MISSING")
+    monkeypatch.setenv("VOICEBOT_HASH_SALT", "tiny-salt")
+    salt = next(line for line in run(config, "doctor", "--live").output.splitlines() if "hash salt" in line)
+    assert salt.startswith("MISSING") and "too short" in salt and "tiny-salt" not in salt
+    monkeypatch.setenv("VOICEBOT_HASH_SALT", "s3cret-salt-value-" * 3)
+    salt = next(line for line in run(config, "doctor").output.splitlines() if "hash salt" in line)
+    assert salt.startswith("ok") and "s3cret-salt-value" not in salt
+
+
 def test_doctor_reads_flow_languages_as_flows_are_read(tmp_path):
     from voicebot.commands.models import _flow_languages
 

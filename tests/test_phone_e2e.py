@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 from conftest import _free_port
 from servers import ACCOUNT, AGENT, REPO, TOKEN, Server
 from voicebot.emulator import WebhookRefused, place_call
+from voicebot.emulator.record import said_by_bot
 from voicebot.telephony.stream_auth import stream_secret, stream_token
 
 
@@ -30,7 +31,8 @@ def server(tmp_path_factory, redis_url):
 
 
 def call(server, turns, **kw):
-    return place_call(server.url, turns, auth_token=TOKEN, account_sid=ACCOUNT, voice="ko", max_seconds=60, **kw)
+    return place_call(server.url, turns, auth_token=TOKEN, account_sid=ACCOUNT, voice="ko", max_seconds=60,
+                      redis_url=server.redis_url, **kw)
 
 
 def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, redis_url, tmp_path):
@@ -40,7 +42,8 @@ def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, red
     assert not report.timed_out, report.events
     assert not report.failures, report.failures        # every message we sent had the documented shape
     assert report.clears >= 1                                   # the caller talked over the opening
-    said = [name.split(":", 1)[1] for name in report.bot_prompts]
+    assert report.marks and all(mark.isdigit() for mark in report.marks)   # the line never carries a prompt's text
+    said = report.bot_prompts                                                # the server's record of the call does
     assert "번호를 눌러 주세요" in said and "맞습니까" in said    # choice by voice, then keys
     assert said[-1] == "상담원에게 연결해 드리겠습니다"
     token = stream_token(stream_secret("", TOKEN), report.call_sid)
@@ -107,7 +110,9 @@ def test_bad_stream_input_over_a_real_socket(server):
             if message["event"] == "mark":
                 marks.append(message["mark"]["name"])
                 ws.send(json.dumps({"event": "mark", "streamSid": "MZ9", "mark": message["mark"]}))
-    assert closed and marks[-1].endswith("상담원에게 연결해 드리겠습니다")
+    assert closed and marks and all(mark.isdigit() for mark in marks)
+    said, _ = said_by_bot(server.redis_url, "CA-e2e-bad")
+    assert said and said[-1] == "상담원에게 연결해 드리겠습니다"
     log = server.output()
     for kind in ("not_json", "before_start", "unknown_event", "not_object", "wrong_stream", "payload_not_base64",
                  "payload_oversized"):
@@ -132,6 +137,7 @@ def test_call_command_runs_a_scenario_file(server):
     from voicebot.cli import main
 
     result = CliRunner().invoke(main, ["call", "--server", server.url, "--auth-token", TOKEN, "--account-sid", ACCOUNT,
-                                       "--script", str(REPO / "tests" / "data" / "calls" / "ko_call.yaml")])
+                                       "--script", str(REPO / "tests" / "data" / "calls" / "ko_call.yaml"),
+                                       "--redis-url", server.redis_url])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "transfer" in result.output

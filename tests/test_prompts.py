@@ -114,6 +114,21 @@ def test_cache_file_is_read_by_a_new_instance(tmp_path: Path):
         assert (second.hits, second.misses, second.synthesized) == (1, 0, 0)
 
 
+def test_a_personal_prompt_never_touches_the_cache(prompts: PromptAudio, tmp_path: Path):
+    """A prompt with the caller's values is rendered for the call only: no cache file (its name is a
+    hash of the text, its content the values spoken), no temporary file, nothing kept in memory."""
+    text = "Ik noteer klantnummer 7 6 5 4 3 2 1, klopt dat?"
+    audio = prompts.audio_for(text, "nl", personal=True)
+    assert _seconds(audio) > 1.0 and _rms(audio) > 100
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+    assert not prompts.is_cached(text, "nl") and prompts.personal == 1
+    assert (prompts.hits, prompts.misses, prompts.synthesized) == (0, 0, 0)
+    again = prompts.audio_for(text, "nl", personal=True)                 # rendered again, not remembered
+    assert again == audio and prompts.personal == 2
+    prompts.audio_for(GREETING, "nl")                                     # the flow's own prompts are cached
+    assert prompts.cache_path(GREETING, "nl").exists() and len(list((tmp_path / "cache").iterdir())) == 1
+
+
 def test_empty_text_is_silence_without_synthesis(prompts: PromptAudio):
     assert prompts.audio_for("", "nl") == b"" and prompts.audio_for("  \n", "nl") == b""
     assert prompts.synthesized == 0 and prompts.misses == 0

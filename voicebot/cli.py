@@ -26,12 +26,14 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (default: PORT or config web.port).")
 @click.option("--dev", is_flag=True, default=False,
               help="Development mode (also VOICEBOT_DEV=1): 127.0.0.1 only; without TWILIO_AUTH_TOKEN a random "
-                   "token is written to .run/dev-auth-token for `voicebot call`.")
+                   "token is written to .run/dev-auth-token for `voicebot call`; without VOICEBOT_HASH_SALT a "
+                   "local salt is kept in .run/hash-salt.")
 @click.pass_context
 def serve(ctx: click.Context, port: int | None, dev: bool) -> None:
     """Run the web app under gunicorn.
 
-    Refuses to start without TWILIO_AUTH_TOKEN and PUBLIC_URL, unless in development mode.
+    Refuses to start without TWILIO_AUTH_TOKEN, PUBLIC_URL and VOICEBOT_HASH_SALT, unless in development
+    mode.
     """
     from voicebot.errors import VoicebotError
     from voicebot.telephony.devmode import apply_dev_mode, serve_problem

@@ -80,12 +80,18 @@ def _turns_from_options(order: list[str], values: dict[str, tuple[str, ...]]) ->
 @click.option("--record", type=click.Path(dir_okay=False), default=None,
               help="Write what the caller heard from the bot to this WAV file.")
 @click.option("--max-seconds", type=float, default=None, help="Hang up after this long [default: 120].")
+@click.option("--redis-url", default=None,
+              help="The server's Redis, where what the bot said is read after the call (prompts carry no text "
+                   "on the line) [default: REDIS_URL or redis.url of config.yaml].")
 @click.pass_context
 def call(ctx: click.Context, server: str, public_url: str | None, auth_token: str | None, account_sid: str | None,
          caller: str | None, called: str | None, voice: str | None, rate: int | None, say: tuple[str, ...],
          dtmf: tuple[str, ...], wav: tuple[str, ...], script: str | None, record: str | None,
-         max_seconds: float | None) -> None:
+         max_seconds: float | None, redis_url: str | None) -> None:
     """Place a call on a running voicebot server as Twilio would, and print the conversation.
+
+    What the bot said is read from the server's record of the call in its Redis once the call is
+    over: like Twilio, the line only learns when a prompt was heard (marks are numbers).
 
     Exit status 1 when the server cannot be reached, refuses the signature, or an expectation of
     the scenario fails.
@@ -116,12 +122,22 @@ def call(ctx: click.Context, server: str, public_url: str | None, auth_token: st
     try:
         report = place_call(server, scenario["turns"], auth_token=auth_token, public_url=public,
                             account_sid=account_sid, record=record, out=sys.stdout,
-                            expect=scenario.get("expect") or None, **kwargs)
+                            expect=scenario.get("expect") or None, redis_url=redis_url or _redis_url(ctx), **kwargs)
     except VoicebotError as exc:
         raise click.ClickException(str(exc)) from None
     _summary(report, checked=bool(scenario.get("expect")))
     if not report.passed:
         sys.exit(1)
+
+
+def _redis_url(ctx: click.Context) -> str | None:
+    """The Redis this checkout's server uses (REDIS_URL, else config.yaml's redis.url)."""
+    from voicebot.commands.context import settings_from
+
+    try:
+        return settings_from(ctx).redis_url
+    except click.ClickException:    # a bad config.yaml: the call still runs, without the bot's words
+        return None
 
 
 def _dev_token(ctx: click.Context) -> str:
@@ -146,7 +162,7 @@ def _summary(report: Any, checked: bool) -> None:
         end = "no end in time: the caller hung up"
     else:
         end = {"bot": "the bot hung up", "caller": "the caller hung up"}.get(report.hung_up_by, "ended")
-    click.echo(f"call {report.call_sid}: {end} after {report.duration:.1f} s, {len(report.bot_prompts)} prompt(s), "
+    click.echo(f"call {report.call_sid}: {end} after {report.duration:.1f} s, {len(report.marks)} prompt(s), "
                f"{report.clears} clear(s)")
     if report.latencies:
         click.echo("reply latency: " + ", ".join(f"turn {i}: " + (f"{lat:.3f} s" if lat is not None else "no reply")

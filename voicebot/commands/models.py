@@ -165,9 +165,10 @@ def doctor(ctx: click.Context, live: bool) -> None:
       a speech model for every language used by those flows,
       Redis reachable at redis.url / REDIS_URL, espeak-ng on PATH, pyttsx3 importable.
     Needed to take real calls (warnings, exit 0; required with --live):
-      TWILIO_AUTH_TOKEN and telephony.public_url (or PUBLIC_URL). Without them the development
-      mode (`make run` without a token, or `voicebot serve --dev`) runs on 127.0.0.1 with a
-      generated token, and `voicebot call` rings it.
+      TWILIO_AUTH_TOKEN, telephony.public_url (or PUBLIC_URL) and VOICEBOT_HASH_SALT. Without them
+      the development mode (`make run` without a token, or `voicebot serve --dev`) runs on
+      127.0.0.1 with a generated token and a local salt in .run/hash-salt, and `voicebot call`
+      rings it.
     Warnings only (exit 0):
       TWILIO_ACCOUNT_SID (text messages need it), flows.default not among the flows,
       ffmpeg (needed only for recorded prompts and audio files that are not plain PCM WAV).
@@ -178,7 +179,7 @@ def doctor(ctx: click.Context, live: bool) -> None:
               _program_check("espeak-ng", True, "prompt synthesis needs it: apt-get install espeak-ng"),
               _program_check("ffmpeg", False, "reading recorded prompts other than PCM WAV needs it: "
                                                "apt-get install ffmpeg"),
-              _pyttsx3_check(), *_twilio_checks(settings, live)]
+              _pyttsx3_check(), *_twilio_checks(settings, live), _salt_check(settings, live)]
     width = max(len(check.part) for check in checks)
     for check in checks:
         click.echo(f"{check.label:<8} {check.part:<{width}}  {check.detail}")
@@ -279,3 +280,18 @@ def _twilio_checks(settings: Settings, live: bool) -> list[Check]:
               else "TWILIO_ACCOUNT_SID is not set: text messages cannot be sent and the media stream's account is "
                    "not checked; copy it from the Twilio console into the environment", required=False),
     ]
+
+
+def _salt_check(settings: Settings, live: bool) -> Check:
+    """The salt that keys every stored hash: `voicebot serve` refuses to start without one."""
+    from voicebot.telephony.devmode import DEV_SALT_FILE, SALT_RECIPE, salt_problem
+
+    problem = salt_problem(settings.hash_salt)
+    if problem is None:
+        return Check("hash salt", True, "set (VOICEBOT_HASH_SALT)")
+    if settings.hash_salt:
+        return Check("hash salt", False, f"{problem}; needed to take real calls", required=live)
+    return Check("hash salt", False,
+                 "VOICEBOT_HASH_SALT is not set: needed to take real calls (secret answers and calling numbers are "
+                 f"kept as hashes keyed with it; make one with `{SALT_RECIPE}`); for local use the development mode "
+                 f"keeps one in {DEV_SALT_FILE}", required=live)

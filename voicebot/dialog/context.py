@@ -5,6 +5,11 @@ value given, why the call was handed over, a one-line summary and the transcript
 appear only as "provided" (their salted hash stays in the call state); the transcript is already
 masked when it is written.
 
+The caller's own summary (the text message) lists what the caller asked and gave, not the
+assistant's questions: yes/no answers ("Wilt u een samenvatting per sms?" - "ja") are left out
+of it, and the pages an answer came from are added, so the message holds the link the caller was
+told about. The agent's summary and context keep every slot.
+
 A postcode keyed in on a call without speech holds only its four digits: the summary says so and
 ``partial_slots`` names it, so the agent asks for the letters instead of trusting a half address.
 ``keypad_only`` tells the agent the caller could not be understood by speech.
@@ -35,7 +40,8 @@ def _topic(state: CallState, flow: Flow) -> str:
     return flow.msg("summary_no_intent")
 
 
-def _details(state: CallState, flow: Flow, mask: bool) -> str:
+def _details(state: CallState, flow: Flow, mask: bool, replies: bool = True) -> str:
+    """The slots as "name value" parts; ``replies=False`` leaves out yes/no answers to the assistant's questions."""
     types = _slot_types(flow)
     def shown(name: str, value: Any) -> str:
         kind = types.get(name, "text")
@@ -45,7 +51,8 @@ def _details(state: CallState, flow: Flow, mask: bool) -> str:
             return flow.msg("postcode_digits_only", digits=value)
         return masked(value, kind) if mask else str(value)
 
-    parts = [f"{name.replace('_', ' ')} {shown(name, value)}" for name, value in state.slots.items()]
+    parts = [f"{name.replace('_', ' ')} {shown(name, value)}" for name, value in state.slots.items()
+             if replies or types.get(name) != "yes_no"]
     parts += [f"{name.replace('_', ' ')} {flow.msg('provided')}" for name in state.secrets]
     return flow.msg("summary_slots", slots=", ".join(parts)) if parts else ""
 
@@ -58,8 +65,11 @@ def agent_summary(state: CallState, flow: Flow, reason: str) -> str:
 
 
 def caller_summary(state: CallState, flow: Flow) -> str:
-    """For the text message a caller may ask for: no secrets, postcodes masked."""
-    return " ".join(p for p in (_topic(state, flow), _details(state, flow, mask=True)) if p)
+    """For the text message a caller may ask for: what they asked and gave (no secrets, postcodes
+    masked, no yes/no replies to the assistant's questions) and where the answers they heard come from."""
+    sources = [flow.msg("source", source=source) for source in dict.fromkeys(state.sources)]
+    parts = (_topic(state, flow), _details(state, flow, mask=True, replies=False), *sources)
+    return " ".join(p for p in parts if p)
 
 
 def partial_slots(state: CallState, flow: Flow) -> list[str]:

@@ -52,6 +52,9 @@ class DialogEngine:
         self.max_turns = max_turns
         self.max_total_misses = max_total_misses
         self._salt = hash_salt.encode()
+        # What the flow can say without a slot value (the texts rendered ahead into the disk cache);
+        # any other text was filled from the call's values and is said as a personal prompt.
+        self._static = frozenset(text for text, _ in sentences.static_sentences(flow))
         self._handlers: dict[str, Callable[[CallState, Any, Event], list[Action]]] = {
             "route": self._on_route,
             "ask": self._on_ask,
@@ -501,7 +504,7 @@ class DialogEngine:
             own = getattr(step, "barge_in", None)
             barge_in = own if own is not None else self.spec.defaults.barge_in
         state.transcript.append({"who": "bot", "step": state.step, "text": text})
-        return Say(text=text, prompt_id=prompt_id, barge_in=barge_in)
+        return Say(text=text, prompt_id=prompt_id, barge_in=barge_in, personal=bool(text) and text not in self._static)
 
     def _listen(self, state: CallState, step: Any) -> Listen:
         timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout

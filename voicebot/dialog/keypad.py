@@ -9,7 +9,9 @@ engine's, not each flow's:
   "Toets 1 voor uw meterstand doorgeven, toets 2 voor een storing melden, of toets 0 voor een
   medewerker." built from the intents' labels. A route that only hands the call to a person (its
   step is a ``transfer``, or an ``hours`` step whose open branch is one) is left out, because
-  key 0 does that from every step and the menu says so last. Keys 1 to 9 pick the first nine
+  key 0 does that from every step and the menu says so last; so is a route that only says
+  something and comes back to the same question (a "what can I ask?" answer listing the topics),
+  because the menu already is that list. Keys 1 to 9 pick the first nine
   routes that remain; a route step with more than nine leaves the rest to a person (key 0)
   rather than adding a "more" level, so the menu stays one sentence and one key press.
 - **Ask steps say what to press** instead of what to say: the step's own ``keypad`` text when
@@ -46,7 +48,22 @@ _KEYS = re.compile(r"[0-9]{1,32}")   # longer is no answer to any question (and 
 
 def menu_routes(flow: Flow, step: RouteStep) -> list[str]:
     """The intents a route step offers by keys, in key order (key 1 first); at most nine."""
-    return [intent for intent, target in step.routes.items() if not _to_person(flow, target)][:MENU_KEYS]
+    return [intent for intent, target in step.routes.items()
+            if not _to_person(flow, target) and not _back_to(flow, target, step)][:MENU_KEYS]
+
+
+def _back_to(flow: Flow, target: str, step: RouteStep) -> bool:
+    """Does ``target`` only say something (one or more ``say`` steps) and return to ``step``?"""
+    seen: set[str] = set()
+    while target not in seen:
+        seen.add(target)
+        current = flow.spec.steps.get(target)
+        if current is step:
+            return True
+        if current is None or current.type != "say":
+            return False
+        target = current.next
+    return False
 
 
 def _to_person(flow: Flow, target: str) -> bool:

@@ -11,6 +11,8 @@
   status callback are sent as Twilio sends them.
 
 ``place_call`` is the way in: it checks its arguments before dialling and returns a ``CallReport``.
+Given the server's Redis (``redis_url``), the report also holds what the bot said, read from the
+server's record of the call (``voicebot.emulator.record``): the line itself never carries it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from simple_websocket import Client
 from simple_websocket import ConnectionError as WebSocketRefused
 
 from voicebot.emulator.errors import EmulatorError, ServerUnreachable
+from voicebot.emulator.record import said_by_bot
 from voicebot.emulator.report import CallLog, CallReport, check_expectations
 from voicebot.emulator.scenario import (
     DEFAULT_CALLED, DEFAULT_CALLER, DEFAULT_MAX_SECONDS, DEFAULT_RATE, DEFAULT_VOICE, ScriptedTurn, prepare_turns,
@@ -165,11 +168,13 @@ def place_call(server: str, turns: list[dict[str, Any]], *, auth_token: str, pub
                caller: str = DEFAULT_CALLER, called: str = DEFAULT_CALLED, voice: str = DEFAULT_VOICE,
                rate: int = DEFAULT_RATE, call_sid: str | None = None, record: str | None = None,
                max_seconds: float = DEFAULT_MAX_SECONDS, out: TextIO | None = None,
-               expect: dict[str, Any] | None = None, account_sid: str | None = None) -> CallReport:
+               expect: dict[str, Any] | None = None, account_sid: str | None = None,
+               redis_url: str | None = None) -> CallReport:
     """Place one call on ``server`` as Twilio would and return what happened.
 
     ``public_url`` is the base the server believes Twilio reaches it at (what it validates
-    signatures against); URLs in the TwiML are mapped from it onto ``server``. Raises
+    signatures against); URLs in the TwiML are mapped from it onto ``server``. ``redis_url`` is
+    the server's Redis, where what the bot said is read after the call (``report.bot_prompts``). Raises
     ``ServerUnreachable``, ``WebhookRefused`` or ``EmulatorError`` when the call cannot go ahead and
     ``ScenarioError`` for a bad script.
     """
@@ -183,6 +188,7 @@ def place_call(server: str, turns: list[dict[str, Any]], *, auth_token: str, pub
     script = prepare_turns(turns, voice=voice, rate=rate)
     call = Call(server, public_url or server, auth_token, caller, called, call_sid, account_sid, out)
     report = call.run(script, max_seconds)
+    _read_what_was_said(call.log, redis_url)
     if record:
         try:
             ulaw_to_wav(record, report.bot_audio)
@@ -193,3 +199,18 @@ def place_call(server: str, turns: list[dict[str, Any]], *, auth_token: str, pub
         report.failures += check_expectations(report, expect)
     report.passed = not report.failures
     return report
+
+
+def _read_what_was_said(log: CallLog, redis_url: str | None) -> None:
+    """Fill ``bot_prompts`` from the server's record of the call, and print it."""
+    report = log.report
+    if not redis_url:
+        report.said_unknown = "no Redis URL was given (the server's REDIS_URL)"
+        return
+    report.bot_prompts, report.said_unknown = said_by_bot(redis_url, report.call_sid)
+    if report.bot_prompts is None:
+        log.say(f"(what the bot said is unknown: {report.said_unknown})")
+        return
+    log.say("the bot said (from the server's record of the call):")
+    for text in report.bot_prompts:
+        log.say(f"         {text}")

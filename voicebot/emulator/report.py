@@ -24,7 +24,12 @@ class CallReport:
     stream_sid: str = ""
     events: list[tuple[float, str, str]] = field(default_factory=list)
     clears: int = 0
-    bot_prompts: list[str] = field(default_factory=list)
+    marks: list[str] = field(default_factory=list)
+    """The names of the marks the server sent, in order: numbers, never what a prompt said."""
+    bot_prompts: list[str] | None = None
+    """What the bot said, in order, from the server's record of the call (``place_call(redis_url=...)``);
+    None when that record could not be read, and ``said_unknown`` says why."""
+    said_unknown: str = ""
     bot_audio: bytes = b""
     voice_twiml: str = ""
     after_twiml: str | None = None
@@ -104,8 +109,12 @@ def check_expectations(report: CallReport, expect: dict[str, Any]) -> list[str]:
         elif key == "clears" and report.clears < int(want):
             failures.append(f"{report.clears} clear message(s), expected at least {want}")
         elif key == "prompt_contains":
+            if report.bot_prompts is None:
+                failures.append(f"prompt_contains cannot be checked: what the bot said is read from the server's "
+                                f"record of the call, and {report.said_unknown or 'it was not read'}")
+                continue
             for text in [want] if isinstance(want, str) else want:
-                if not any(str(text).lower() in name.lower() for name in report.bot_prompts):
+                if not any(str(text).lower() in said.lower() for said in report.bot_prompts):
                     failures.append(f"no bot prompt contains {text!r}")
         elif key == "whisper_contains" and str(want).lower() not in (report.whisper_text or "").lower():
             failures.append(f"whisper {report.whisper_text!r} does not contain {want!r}")

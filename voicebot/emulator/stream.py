@@ -45,12 +45,6 @@ class Socket(Protocol):
     def close(self) -> None: ...
 
 
-def mark_text(name: str) -> str:
-    """``"3:Welkom bij ..."`` -> ``"Welkom bij ..."``: the server numbers its marks."""
-    head, sep, rest = name.partition(":")
-    return rest if sep and head.isdigit() else name
-
-
 class MediaStream:
     """One bidirectional Media Stream, driven by a 20 ms clock, with a playback buffer and a caller.
 
@@ -244,10 +238,12 @@ class MediaStream:
             self.reply_for = None
 
     def _on_mark(self, name: str, now: float) -> None:
-        self.report.bot_prompts.append(name)
+        """A prompt's audio is complete. Its mark names it by number only: what it said comes from
+        the server's record of the call once the call is over (``voicebot.emulator.record``)."""
+        self.report.marks.append(name)
         seconds = self.segment_bytes / BYTES_PER_S
         audio = f"({seconds:.1f} s of audio)" if self.segment_bytes else "(no audio before this mark)"
-        self.log.note("bot", f"{mark_text(name)} {audio}", self.segment_at or now)
+        self.log.note("bot", f"prompt {name} {audio}", self.segment_at or now)
         self.segment_at, self.segment_bytes = None, 0
         if not self.buffer and self.started == self.played:
             self._echo(name, now)
@@ -263,7 +259,7 @@ class MediaStream:
         self.marks = []
         why = "barge-in" if now <= self.caller_busy_until + 1.0 else "caller not speaking"
         detail = f"({why}; {dropped:.1f} s of audio dropped"
-        detail += f", marks returned: {', '.join(mark_text(n)[:30] for n in pending)})" if pending else ")"
+        detail += f", marks returned: {', '.join(n[:30] for n in pending)})" if pending else ")"
         self.log.note("clear", detail, now)
         for name in pending:
             self._echo(name, now)

@@ -13,6 +13,14 @@
 3. **Synthesis** (``speech/synthesis.py``: pyttsx3 on one owner thread, the espeak-ng command as
    fallback), which is then stored in the cache. Threads asking for the same text at the same
    time wait for one synthesis.
+
+A **personal** prompt (``Say.personal``: the text carries the caller's own values, a customer
+number read back) skips the cache both ways: the cache's file names are hashes of the exact text,
+so a listing of the folder could be matched back to customer numbers by hashing guesses, and the
+files themselves are the numbers spoken. Such a prompt is rendered by the espeak-ng command
+straight into memory (no temporary file either; pyttsx3 only when the command is missing), handed
+to the call, and kept nowhere: it is said once or twice in one call, and rendering takes
+milliseconds.
 """
 
 from __future__ import annotations
@@ -58,8 +66,9 @@ class PromptAudio:
     """Prompt audio for every call of the process: recordings, cache, synthesis. Thread-safe.
 
     Counters (for tests and metrics): ``hits`` (memory or disk cache), ``misses`` (not cached),
-    ``synthesized`` (rendered), ``recorded`` (a recording was played) and ``cache_failures``
-    (rendered audio that could not be written to the cache directory).
+    ``synthesized`` (rendered), ``recorded`` (a recording was played), ``cache_failures``
+    (rendered audio that could not be written to the cache directory) and ``personal`` (personal
+    prompts rendered for one use, outside the cache).
     """
 
     def __init__(self, settings: PromptSettings, *, use_pyttsx3: bool = True, memory_bytes: int = MEMORY_BYTES):
@@ -70,7 +79,7 @@ class PromptAudio:
         self._recordings: dict[Path, tuple[tuple[int, int, int], bytes | None]] = {}  # None: unreadable
         self._pending: dict[str, Future[bytes]] = {}
         self._closed = False
-        self.hits = self.misses = self.synthesized = self.recorded = self.cache_failures = 0
+        self.hits = self.misses = self.synthesized = self.recorded = self.cache_failures = self.personal = 0
 
     def __enter__(self) -> PromptAudio:
         return self
@@ -87,9 +96,13 @@ class PromptAudio:
         return self._cache.path(cache_key(self.voice(language), self.settings.rate, text))
 
     def audio_for(self, text: str, language: str, prompt_id: str | None = None,
-                  timeout: float = DEFAULT_TIMEOUT) -> bytes:
-        """The prompt as raw 8 kHz mono mu-law; b"" for empty text. Raises PromptError if nothing can render it."""
-        return self._fetch(text, language, prompt_id, timeout)[0]
+                  timeout: float = DEFAULT_TIMEOUT, *, personal: bool = False) -> bytes:
+        """The prompt as raw 8 kHz mono mu-law; b"" for empty text. Raises PromptError if nothing can render it.
+
+        ``personal``: the text carries the caller's values; it is rendered for this use only and
+        never read from or written to the cache (a recording under ``prompt_id`` still wins).
+        """
+        return self._fetch(text, language, prompt_id, timeout, personal=personal)[0]
 
     def is_cached(self, text: str, language: str) -> bool:
         """True when ``audio_for`` would not synthesise (recordings aside); empty text needs nothing."""
@@ -110,8 +123,10 @@ class PromptAudio:
 
     # -- where the audio comes from ------------------------------------------------------------
 
-    def _fetch(self, text: str, language: str, prompt_id: str | None, timeout: float) -> tuple[bytes, str]:
-        """The audio and its source: 'empty', 'recorded', 'memory', 'disk', 'shared' or 'synthesized'."""
+    def _fetch(self, text: str, language: str, prompt_id: str | None, timeout: float,
+               personal: bool = False) -> tuple[bytes, str]:
+        """The audio and its source: 'empty', 'recorded', 'memory', 'disk', 'shared', 'synthesized'
+        or 'personal'."""
         if self._closed:
             raise PromptError("prompt audio is closed")
         if not text or not text.strip():
@@ -120,7 +135,22 @@ class PromptAudio:
             audio = self._recording(language, prompt_id)
             if audio is not None:
                 return audio, "recorded"
+        if personal:
+            return self._personal(text, self.voice(language), timeout), "personal"
         return self._cached_or_synthesised(text, self.voice(language), timeout)
+
+    def _personal(self, text: str, voice: str, timeout: float) -> bytes:
+        """Rendered into memory for one use: no cache file, no temporary file, no entry in the LRU."""
+        try:
+            wav = espeak_ng_wav(text, voice, self.settings.rate, timeout)
+        except PromptError:
+            # No espeak-ng command (or it failed): pyttsx3 writes a temporary file in a private
+            # folder and removes it at once; better than no prompt at all.
+            wav = SYNTHESIZER.wav(text, voice, self.settings.rate, timeout, self._use_pyttsx3)
+        audio = _to_phone(wav)
+        with self._lock:
+            self.personal += 1
+        return audio
 
     def _recording(self, language: str, prompt_id: str) -> bytes | None:
         if not _safe_name(prompt_id):

@@ -221,7 +221,8 @@ class CallSession:
     def _play(self, say: Say) -> bool:
         """Send one prompt and its mark; False when no audio could be made for it."""
         try:
-            audio = self.rt.prompts.audio_for(say.text, self.engine.flow.language, say.prompt_id)
+            audio = self.rt.prompts.audio_for(say.text, self.engine.flow.language, say.prompt_id,
+                                              personal=say.personal)
         except Exception as exc:
             log.error("call %s: cannot make prompt audio (%s)", self.call_sid, exc)
             return False
@@ -233,7 +234,9 @@ class CallSession:
         for message in codec.encode_media(self.start.stream_sid, audio):
             self._send(message)
         self._marks += 1
-        mark = f"{self._marks}:{say.text[:120]}"
+        # Only a number: mark names travel to Twilio and appear in its logs, and a prompt may read
+        # back the caller's own values.
+        mark = str(self._marks)
         self._send(codec.encode_mark(self.start.stream_sid, mark))
         self._exec(self.turns.say(mark, len(audio) / 8000, say.barge_in))
         return True

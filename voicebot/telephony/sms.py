@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import re
 import threading
@@ -43,11 +44,16 @@ def country_problem(number: str, countries: list[str] | tuple[str, ...]) -> str 
 
 
 class DailyLimit:
-    """At most ``limit`` messages per number per (UTC) day."""
+    """At most ``limit`` messages per number per (UTC) day.
 
-    def __init__(self, client: redis.Redis | None, limit: int):
+    Numbers are counted under an HMAC of the number keyed with ``salt`` (``VOICEBOT_HASH_SALT``):
+    a plain hash of a phone number is undone by hashing every number there is.
+    """
+
+    def __init__(self, client: redis.Redis | None, limit: int, salt: str = ""):
         self._redis = client
         self.limit = limit
+        self._salt = salt.encode()
         self._memory: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -55,7 +61,7 @@ class DailyLimit:
     def take(self, number: str) -> bool:
         """Count one message for ``number``; False (nothing counted) if the day's limit is reached."""
         day = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
-        key = hashlib.sha256(number.encode()).hexdigest()[:32]   # no phone number in Redis keys
+        key = hmac.new(self._salt, number.encode(), hashlib.sha256).hexdigest()[:32]   # no number in Redis keys
         if self._redis is not None and time.monotonic() >= self._down_until:
             try:
                 name = f"{COUNTER_PREFIX}{day}:{key}"
@@ -83,7 +89,7 @@ class SmsSender:
         self.metrics = metrics
         tel = settings.telephony
         self.countries = tuple(tel.sms_countries)
-        self.limit = DailyLimit(client, tel.sms_per_number_per_day)
+        self.limit = DailyLimit(client, tel.sms_per_number_per_day, settings.hash_salt)
         self._client: Any = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-sms")
 

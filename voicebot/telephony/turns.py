@@ -156,7 +156,7 @@ class TurnTaker:
                 commands += self._to_dialog(NoInput())
         lost = False
         while self.prompts and self.clock > self.prompts[0].ends_at + MARK_MARGIN:
-            log.warning("no mark back for prompt %s; going on", self.prompts.pop(0).mark.split(":")[0])
+            log.warning("no mark back for prompt %s; going on", self.prompts.pop(0).mark)
             lost = True
         if lost and not self.prompts:
             commands += self._prompts_heard()
