@@ -435,22 +435,22 @@ def server(tmp_path_factory, redis_url, korean_flows):
     srv.stop()
 
 
-def scripted_call(server, name: str):
+def scripted_call(server, name: str, redis_url: str):
     scenario = load_scenario(DATA / "calls" / name)
     expect = scenario.pop("expect")
     return place_call(server.url, scenario.pop("turns"), auth_token=TOKEN, account_sid=ACCOUNT, max_seconds=60,
-                      expect=expect, **scenario)
+                      expect=expect, redis_url=redis_url, **scenario)
 
 
 def test_a_resumed_call_through_the_emulator_goes_on_at_the_step_it_left(server, client, redis_url):
-    first = scripted_call(server, "ko_resume_left.yaml")
+    first = scripted_call(server, "ko_resume_left.yaml", redis_url)
     assert first.passed, (first.failures, first.events)
     deadline = time.monotonic() + 10          # the hang-up is stored by the stream's thread
     while not kept(client):
         assert time.monotonic() < deadline, server.output()[-3000:]
         time.sleep(0.05)
 
-    second = scripted_call(server, "ko_resume_back.yaml")
+    second = scripted_call(server, "ko_resume_back.yaml", redis_url)
     assert second.passed, (second.failures, second.events)
     prompts = [name.split(":", 1)[1] for name in second.bot_prompts]
     assert prompts == ["안녕하세요 디지털 상담원입니다", KOREAN_OFFER, "네 계속하겠습니다", "맞습니까",
