@@ -407,22 +407,22 @@ def test_chat_counts_in_redis_when_it_answers_else_in_its_own_process(monkeypatc
     import sys
     import types
 
-    from voicebot import simulator
+    from voicebot.commands.context import chat_identity
     from voicebot.flow import load_flow
     from voicebot.identity.lockout import RedisLockout
 
     monkeypatch.setitem(sys.modules, "voicebot.identity.directory",
                         types.SimpleNamespace(open_directory=lambda section: FakeDirectory()))
     flow = load_flow(DATA / "mini.yaml")
-    assert simulator.development_identity(settings, flow) is None              # no verify step: no directory
-    monkeypatch.setattr(simulator, "uses_verification", lambda flows: True)
+    assert chat_identity(settings, flow) is None              # no verify step: no directory
+    monkeypatch.setattr("voicebot.identity.service.uses_verification", lambda flows: True)
     notes: list[str] = []
-    shared = simulator.development_identity(settings, flow, note=notes.append)
+    shared = chat_identity(settings, flow, note=notes.append)
     assert isinstance(shared.lockout, RedisLockout) and notes == []
-    scripted = simulator.development_identity(settings, flow, shared=False, note=notes.append)
+    scripted = chat_identity(settings, flow, shared=False, note=notes.append)
     assert isinstance(scripted.lockout, MemoryLockout) and notes == []         # a scenario run: its own counters
     down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
-    alone = simulator.development_identity(down, flow, note=notes.append)
+    alone = chat_identity(down, flow, note=notes.append)
     assert isinstance(alone.lockout, MemoryLockout)
     assert len(notes) == 1 and "failed identity checks count in this chat only" in notes[0]
     assert outcomes(alone, [dob(birth="1980-01-01")] * ATTEMPTS + [dob()]) == ["no_match"] * ATTEMPTS + ["locked"]

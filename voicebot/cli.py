@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from voicebot.commands.context import flow_path, load_flow_file, settings_from
+from voicebot.commands.context import chat_identity, flow_path, load_flow_file, settings_from
 
 
 @click.group()
@@ -130,7 +130,7 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
         flow = load_flow_file(ctx, flow_path(ctx, flow_file or defaults.get("flow")))
-        identity = simulator.development_identity(settings_from(ctx), flow, shared=False)
+        identity = chat_identity(settings_from(ctx), flow, shared=False)
         failed = 0
         for scenario in scenarios:
             result = simulator.run_scenario(flow, scenario, caller=caller if caller != "+31612345678"
@@ -146,7 +146,7 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         click.echo(f"{len(scenarios) - failed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
     flow = load_flow_file(ctx, flow_path(ctx, flow_file))
-    identity = simulator.development_identity(settings_from(ctx), flow, note=lambda line: click.echo(f"     [{line}]"))
+    identity = chat_identity(settings_from(ctx), flow, note=lambda line: click.echo(f"     [{line}]"))
     simulator.chat(flow, caller=caller, at=at, read=input, out=sys.stdout, keypad=keypad, identity=identity)
 
 

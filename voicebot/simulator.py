@@ -9,7 +9,7 @@ A call without speech recognition is simulated with ``speech=False`` (``chat(key
 line without a speech model. Scenario turns may also send ``speech_unavailable`` (recognition
 failing mid-call) and ``failure`` (something on our side breaking).
 
-Identity checks go to the configured customer directory (``development_identity``), as on the
+Identity checks go to the configured customer directory (``commands.context.chat_identity``), as on the
 phone. The lockout counters are Redis's when it answers, so that several chats show the lockout
 across calls as the phone does; without Redis they are counted in the chat's own process (it is a
 development tool: a server fails closed instead). Scenario runs (`voicebot chat --script`) always
@@ -28,7 +28,6 @@ from typing import Any, Callable, ClassVar, TextIO
 
 from pydantic import Field, ValidationError
 
-from voicebot.config import Settings
 from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.events import (
@@ -37,9 +36,7 @@ from voicebot.dialog.events import (
 from voicebot.dialog.state import CallState
 from voicebot.errors import ScenarioError
 from voicebot.flow import Flow
-from voicebot.identity.lockout import Lockout, MemoryLockout, RedisLockout
 from voicebot.identity.service import IdentityService, settle, uses_verification
-from voicebot.redis_clients import ping, redis_client, shown_url
 from voicebot.scenario import Expectations, Scenario, Spec, Turn, first_problem, problem, quoted_numbers, read_yaml
 
 
@@ -122,37 +119,13 @@ def _stdin_is_terminal() -> bool:
         return False
 
 
-def development_identity(settings: Settings, flow: Flow, *, shared: bool = True,
-                         note: Callable[[str], None] = lambda line: None) -> IdentityService | None:
-    """The identity checks of a chat: None when ``flow`` has no verify step, else the configured
-    directory with lockout counters in Redis when ``shared`` and Redis answers, else in this
-    process (``note`` is told so, in one line)."""
-    if not uses_verification([flow]):
-        return None
-    from voicebot.identity.directory import open_directory   # only a flow that verifies needs it
-
-    section = settings.identity
-    lockout: Lockout
-    window = section.lockout_minutes * 60
-    problem = ping(settings.redis_url) if shared else "not shared"
-    if problem is None:
-        lockout = RedisLockout(redis_client(settings.redis_url, "store"), section.lockout_attempts, window)
-    else:
-        lockout = MemoryLockout(section.lockout_attempts, window)
-        if shared:
-            note(f"no Redis at {shown_url(settings.redis_url)} ({problem}): failed identity checks count "
-                 "in this chat only")
-    return IdentityService(open_directory(section), None, settings.hash_salt, section.lockout_attempts,
-                           section.lockout_minutes, lockout=lockout)
-
-
 def chat(flow: Flow, *, caller: str, at: str | None, read: Callable[[str], str], out: TextIO,
          keypad: bool = False, echo: bool | None = None, identity: IdentityService | None = None) -> CallState:
     """The interactive text call. ``read`` is ``input`` in the terminal; EOF ends the call.
     ``keypad``: the call has no speech recognition, so only keys (and silence) reach the engine.
     ``echo``: write each caller line to ``out`` as ``you> ...``, so that a transcript of piped input
     reads like the terminal (default: when stdin is not a terminal, which shows what is typed itself).
-    ``identity``: answers the flow's identity checks (``development_identity``); None: unavailable."""
+    ``identity``: answers the flow's identity checks (``commands.context.chat_identity``); None: unavailable."""
     if echo is None:
         echo = not _stdin_is_terminal()
     sim = Simulation(flow, caller=caller, at=at, speech=not keypad, identity=identity)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -17,6 +17,7 @@ from voicebot.errors import ConfigError
 
 if TYPE_CHECKING:
     from voicebot.flow import Flow
+    from voicebot.identity.service import IdentityService
 
 
 def config_path(ctx: click.Context) -> str | None:
@@ -82,3 +83,31 @@ def load_flow_file(ctx: click.Context, path: str) -> Flow:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
+
+
+def chat_identity(settings: Settings, flow: "Flow", *, shared: bool = True,
+                         note: Callable[[str], None] = lambda line: None) -> "IdentityService | None":
+    """The identity checks of a chat: None when ``flow`` has no verify step, else the configured
+    directory with lockout counters in Redis when ``shared`` and Redis answers, else in this
+    process (``note`` is told so, in one line)."""
+    from voicebot.identity.service import IdentityService, uses_verification
+
+    if not uses_verification([flow]):
+        return None
+    from voicebot.identity.directory import open_directory   # only a flow that verifies needs it
+    from voicebot.identity.lockout import Lockout, MemoryLockout, RedisLockout
+    from voicebot.redis_clients import ping, redis_client, shown_url
+
+    section = settings.identity
+    lockout: Lockout
+    window = section.lockout_minutes * 60
+    problem = ping(settings.redis_url) if shared else "not shared"
+    if problem is None:
+        lockout = RedisLockout(redis_client(settings.redis_url, "store"), section.lockout_attempts, window)
+    else:
+        lockout = MemoryLockout(section.lockout_attempts, window)
+        if shared:
+            note(f"no Redis at {shown_url(settings.redis_url)} ({problem}): failed identity checks count "
+                 "in this chat only")
+    return IdentityService(open_directory(section), None, settings.hash_salt, section.lockout_attempts,
+                           section.lockout_minutes, lockout=lockout)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 # Atomic: refuse when any counter is at the limit, else count on all of them (window restarts).
 _TAKE = """
@@ -93,6 +94,8 @@ class RedisLockout:
     def _run(self, command: Callable):
         if self.client is None:
             raise LockoutUnavailable("no Redis client")
+        import redis   # here, not at the top: the text simulator imports this module and needs no Redis
+
         try:
             return command()
         except (redis.RedisError, OSError, ValueError) as exc:
