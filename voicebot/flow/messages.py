@@ -14,6 +14,10 @@ a person.
 
 ``resume_offer`` (with the ``{topic}`` of the earlier call's intent) and ``resume_yes`` are said to a
 caller who calls again after a call that stopped before it was done.
+
+The ``verify_*`` sentences are a verify step's questions and what the caller hears about the check:
+whether it worked, never the values, and never why it failed (``verify_locked`` is said alike for a
+lockout, a directory that cannot answer and too many wrong answers).
 """
 
 from __future__ import annotations
@@ -80,6 +84,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "provided": "opgegeven",
         "resume_offer": "U belde net over {topic}. Wilt u daarmee verder gaan?",
         "resume_yes": "Goed, we gaan verder.",
+        "verify_customer_number": "Wat is uw klantnummer?",
+        "verify_birth_date": "Wat is uw geboortedatum?",
+        "verify_house_number": "Wat is uw huisnummer?",
+        "verify_postcode": "En wat is uw postcode?",
+        "verify_pin": "Toets uw pincode in, gevolgd door een hekje.",
+        "verify_ok": "Dank u, dat klopt.",
+        "verify_failed": "Dat klopt helaas niet.",
+        "verify_locked": "Een medewerker helpt u hierbij verder. Ik verbind u door, een moment alstublieft.",
+        "reason_verification_failed": "de identiteit van de beller niet kon worden vastgesteld",
+        "summary_identity": "Identiteit: {level}, via {method}.",
+        "summary_identity_none": "Identiteit: niet vastgesteld.",
+        "summary_identity_attempts": "Controles: {attempts}.",
     },
     "en": {
         "confirm_intent": "You want to {label}, is that right?",
@@ -140,10 +156,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "provided": "provided",
         "resume_offer": "You called just now about {topic}. Would you like to continue?",
         "resume_yes": "All right, let us carry on.",
+        "verify_customer_number": "What is your customer number?",
+        "verify_birth_date": "What is your date of birth?",
+        "verify_house_number": "What is your house number?",
+        "verify_postcode": "And what is your postcode?",
+        "verify_pin": "Please key in your PIN, followed by the hash key.",
+        "verify_ok": "Thank you, that is correct.",
+        "verify_failed": "I am sorry, that is not correct.",
+        "verify_locked": "A colleague will help you with this. I am putting you through, one moment please.",
+        "reason_verification_failed": "the caller's identity could not be verified",
+        "summary_identity": "Identity: {level}, by {method}.",
+        "summary_identity_none": "Identity: not verified.",
+        "summary_identity_attempts": "Checks: {attempts}.",
     },
 }
 
 MESSAGE_KEYS = frozenset(MESSAGES["en"])
+IDENTITY_KEYS = frozenset(k for k in MESSAGE_KEYS if k.startswith(("verify_", "summary_identity"))) | {
+    "reason_verification_failed"}
+"""Messages only a flow with a verify step uses (a flow in another language gives them only then)."""
 
 # Words with which a caller asks for a person, per language. The flow's own ``transfer_words``
 # come first, then ``dialog.transfer_words`` in config.yaml; these are the built-in default

@@ -97,9 +97,39 @@ class Hours(Strict):
         return value
 
 
+VERIFY_METHODS = ("caller_id", "customer_dob", "postcode_house", "pin")
+"""The ways a caller can be identified, as a flow names them in a verify step's ``methods``."""
+
+DEFAULT_LEVELS = ("none", "known", "verified")
+DEFAULT_METHOD_LEVELS = {"caller_id": "known", "customer_dob": "verified", "postcode_house": "known",
+                         "pin": "verified"}
+
+
+class IdentitySettings(Strict):
+    """How sure the flow can be of who is calling: named levels (weakest first), the level each
+    verification method gives, and how many failed checks a call may have before a person takes over.
+
+    A method not named under ``methods`` keeps its default level. The level names and the methods
+    are checked against each other in ``validate.py``, where the file's lines are known.
+    """
+
+    levels: list[Identifier] = Field(list(DEFAULT_LEVELS), min_length=2)
+    methods: dict[str, str] = {}
+    max_attempts: int = Field(3, ge=1, le=10)
+
+    def method_level(self, method: str) -> str | None:
+        return self.methods.get(method) or DEFAULT_METHOD_LEVELS.get(method)
+
+    def rank(self, level: str | None) -> int:
+        """A level's place among the levels (0: the weakest); an unknown name counts as the weakest."""
+        return self.levels.index(level) if level in self.levels else 0
+
+
 class Intent(Strict):
     label: str
     examples: list[str] = Field(min_length=1)
+    identity: str | None = None     # the level this intent needs (default: the weakest, nothing asked)
+    topic: str | None = None        # how a question about the call's subject names it (default: label)
 
 
 class StepBase(Strict):
@@ -182,13 +212,28 @@ class HangupStep(StepBase):
     type: Literal["hangup"]
 
 
+class VerifyStep(StepBase):
+    """Find out who is calling, with ``methods`` tried in order as far as needed to reach ``level``.
+
+    ``next`` may be left out when the step only guards intents that need a level (the engine then
+    goes on at the intent's route). ``say`` is an optional introduction; the questions themselves
+    are the flow's ``verify_*`` messages.
+    """
+
+    type: Literal["verify"]
+    methods: list[str] = Field(min_length=1)
+    level: str | None = None
+    next: str | None = None
+
+
 Step = Annotated[
-    Union[SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep],
+    Union[SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep,
+          VerifyStep],
     Field(discriminator="type"),
 ]
-STEP_TYPES = ("say", "answer", "route", "ask", "hours", "transfer", "sms", "feedback", "hangup")
+STEP_TYPES = ("say", "answer", "route", "ask", "hours", "transfer", "sms", "feedback", "hangup", "verify")
 TERMINAL_TYPES = frozenset({"transfer", "feedback", "hangup"})
-LISTENING_TYPES = frozenset({"route", "ask", "feedback"})
+LISTENING_TYPES = frozenset({"route", "ask", "feedback", "verify"})
 
 
 class ResumeSettings(Strict):
@@ -209,11 +254,28 @@ class FlowSpec(Strict):
     disclosure: list[str] | None = None
     hours: Hours | None = None
     resume: ResumeSettings = ResumeSettings()
+    identity: IdentitySettings = IdentitySettings()
     prompts: dict[str, str] = {}
     messages: dict[str, str] = {}
     intents: dict[Identifier, Intent] = {}
     out_of_scope: list[str] = []
     steps: dict[Identifier, Step] = Field(min_length=1)
+
+    def reach(self, step: "VerifyStep") -> str:
+        """The highest level a verify step's methods can give."""
+        ids = self.identity
+        return max((ids.method_level(m) or ids.levels[0] for m in step.methods), key=ids.rank, default=ids.levels[0])
+
+    def needed_level(self, intent: str | None) -> str:
+        """The level an intent needs before its route is taken (the weakest when it names none)."""
+        found = self.intents.get(intent or "")
+        return (found.identity if found else None) or self.identity.levels[0]
+
+    def gate_for(self, level: str) -> str | None:
+        """The verify step that guards intents needing ``level``: the first whose methods reach it."""
+        ids = self.identity
+        return next((sid for sid, step in self.steps.items()
+                     if isinstance(step, VerifyStep) and ids.rank(self.reach(step)) >= ids.rank(level)), None)
 
 
 def targets(step: object) -> dict[str, str]:

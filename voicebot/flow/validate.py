@@ -14,10 +14,11 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from voicebot.errors import Problem
-from voicebot.flow.messages import MESSAGE_KEYS, MESSAGES
+from voicebot.flow.messages import IDENTITY_KEYS, MESSAGE_KEYS, MESSAGES
 from voicebot.flow.schema import (
-    LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, AnswerStep, AskStep, Defaults, FeedbackStep, FlowSpec, HangupStep,
-    Hours, HoursStep, RouteStep, SayStep, SmsStep, TransferSettings, TransferStep, targets,
+    LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, VERIFY_METHODS, AnswerStep, AskStep, Defaults, FeedbackStep,
+    FlowSpec, HangupStep, Hours, HoursStep, IdentitySettings, RouteStep, SayStep, SmsStep, TransferSettings,
+    TransferStep, VerifyStep, targets,
 )
 from voicebot.flow.yamlsrc import line_of
 from voicebot.nlu.lexicon import DISCLOSURE
@@ -49,9 +50,10 @@ def did_you_mean(name: Any, options: Iterable[Any]) -> str:
 
 
 _STEP_MODELS = {name: model for name, model in zip(STEP_TYPES, (
-    SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep))}
+    SayStep, AnswerStep, RouteStep, AskStep, HoursStep, TransferStep, SmsStep, FeedbackStep, HangupStep,
+    VerifyStep))}
 _STEP_SETTINGS = {f for model in _STEP_MODELS.values() for f in model.model_fields}
-_SECTIONS = {"defaults": Defaults, "transfer": TransferSettings, "hours": Hours}
+_SECTIONS = {"defaults": Defaults, "transfer": TransferSettings, "hours": Hours, "identity": IdentitySettings}
 _KINDS = {
     "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
     "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
@@ -60,6 +62,9 @@ _KINDS = {
     "model_attributes_type": "a mapping (indented 'key: value' lines)", "date_type": "a date (YYYY-MM-DD)",
     "date_from_datetime_parsing": "a date (YYYY-MM-DD)", "tuple_type": "a list",
 }
+
+_BOUNDS = {"less_than_equal": ("at most", "le"), "greater_than_equal": ("at least", "ge"),
+           "less_than": ("below", "lt"), "greater_than": ("above", "gt")}
 
 
 def _pydantic_loc(tree: Any, loc: tuple[Any, ...]) -> list[Any]:
@@ -167,6 +172,10 @@ def schema_problems(check: Checker, error: ValidationError) -> None:
             check.add(path, f"language '{err['input']}' is not a language code like nl, en or nl-BE")
         elif kind == "string_pattern_mismatch":
             check.add(path, f"'{err['input']}' is not a valid name (letters, digits and _, not starting with a digit)")
+        elif kind in _BOUNDS and path:
+            limit = err.get("ctx", {}).get(_BOUNDS[kind][1])
+            check.add(path, f"{_owner(path[:-1])}: '{path[-1]}' must be {_BOUNDS[kind][0]} {limit}, "
+                      f"not {err['input']!r}")
         elif kind in _KINDS:
             check.add(path, f"{_owner(path[:-1])}: '{path[-1]}' should be {_KINDS[kind]}, not {err['input']!r}")
         else:
@@ -328,6 +337,8 @@ def _graph_checks(check: Checker, spec: FlowSpec, transfer_words: list[str] | No
         if isinstance(step, AskStep):
             _ask_problems(check, sid, step)
 
+    _identity_problems(check, spec)
+
     # Prompts: present, and named prompts defined.
     for sid, step in steps.items():
         if step.type == "hours":
@@ -347,7 +358,9 @@ def _graph_checks(check: Checker, spec: FlowSpec, transfer_words: list[str] | No
         reach = _reachable(spec, [spec.start])
         for sid in steps:
             if sid not in reach:
-                check.add(["steps", sid], f"step '{sid}' is unreachable from start step '{spec.start}'")
+                why = (" (no step goes to it, and no intent a route can take needs a level it guards)"
+                       if isinstance(steps[sid], VerifyStep) else "")
+                check.add(["steps", sid], f"step '{sid}' is unreachable from start step '{spec.start}'{why}")
     can_end = {sid for sid, s in steps.items() if s.type in TERMINAL_TYPES}
     changed = True
     while changed:
@@ -368,7 +381,9 @@ def _graph_checks(check: Checker, spec: FlowSpec, transfer_words: list[str] | No
         if key not in MESSAGE_KEYS:
             check.add(["messages", key], f"unknown message '{key}'{did_you_mean(key, MESSAGE_KEYS)}")
     if spec.language not in MESSAGES:
-        missing = sorted(MESSAGE_KEYS - set(spec.messages))
+        needed = MESSAGE_KEYS if any(isinstance(s, VerifyStep) for s in steps.values()) else \
+            MESSAGE_KEYS - IDENTITY_KEYS
+        missing = sorted(needed - set(spec.messages))
         if missing:
             check.add(["language"], f"language '{spec.language}' has no built-in messages; "
                       f"define these under 'messages': {', '.join(missing)}")
@@ -409,6 +424,7 @@ def _ask_problems(check: Checker, sid: str, step: AskStep) -> None:
 
 
 def _reachable(spec: FlowSpec, start: list[str]) -> set[str]:
+    """Steps a call can reach: by transitions, and a route's verify step that guards an intent."""
     seen: set[str] = set()
     todo = list(start)
     while todo:
@@ -417,7 +433,108 @@ def _reachable(spec: FlowSpec, start: list[str]) -> set[str]:
             continue
         seen.add(sid)
         todo.extend(targets(spec.steps[sid]).values())
+        todo.extend(_gates(spec, spec.steps[sid]))
     return seen
+
+
+def _gates(spec: FlowSpec, step: Any) -> list[str]:
+    """The verify steps a route step enters before an intent that needs a level."""
+    if not isinstance(step, RouteStep):
+        return []
+    weakest = spec.identity.levels[0]
+    found = (spec.gate_for(spec.needed_level(intent)) for intent in step.routes
+             if spec.needed_level(intent) != weakest)
+    return [sid for sid in found if sid]
+
+
+def _identity_problems(check: Checker, spec: FlowSpec) -> None:
+    """Levels and methods that exist, intents whose level some verify step reaches, verify steps that
+    can do what they say, and values verification reads from the flow's own slots of the right type."""
+    ids = spec.identity
+    levels = ids.levels
+    seen: set[str] = set()
+    for i, level in enumerate(levels):
+        if level in seen:
+            check.add(["identity", "levels", i], f"identity level '{level}' is listed twice")
+        seen.add(level)
+    for method, level in ids.methods.items():
+        if method not in VERIFY_METHODS:
+            check.add(["identity", "methods", method], f"identity.methods: unknown verification method '{method}'"
+                      f"{did_you_mean(method, VERIFY_METHODS)} (use one of {', '.join(VERIFY_METHODS)})")
+        elif level not in levels:
+            check.add(["identity", "methods", method], f"identity.methods: method '{method}' gives unknown level "
+                      f"'{level}'{did_you_mean(level, levels)} (the levels are {', '.join(levels)})")
+    verify = {sid: step for sid, step in spec.steps.items() if isinstance(step, VerifyStep)}
+    for sid, step in verify.items():
+        _verify_step_problems(check, spec, sid, step)
+    for name, intent in spec.intents.items():
+        if intent.identity is None:
+            continue
+        where = ["intents", name, "identity"]
+        if intent.identity not in levels:
+            check.add(where, f"intent '{name}' needs unknown identity level '{intent.identity}'"
+                      f"{did_you_mean(intent.identity, levels)} (the levels are {', '.join(levels)})")
+        elif intent.identity == levels[0]:
+            continue
+        elif not verify:
+            check.add(where, f"intent '{name}' needs identity level '{intent.identity}', but the flow has no "
+                      "verify step to find out who is calling: add a step with 'type: verify'")
+        elif spec.gate_for(intent.identity) is None:
+            best = max((spec.reach(step) for step in verify.values()), key=ids.rank)
+            check.add(where, f"intent '{name}' needs identity level '{intent.identity}', which no verify step's "
+                      f"methods reach (the highest they give is '{best}')")
+    if verify:
+        _verify_slot_problems(check, spec)
+    entered = {target: (sid, where) for sid, step in spec.steps.items() for where, target in targets(step).items()}
+    for sid, step in verify.items():
+        if step.next:
+            continue
+        if spec.start == sid:
+            check.add(["steps", sid], f"verify step '{sid}' is the start step and has no 'next': callers "
+                      "would hit a dead end once verified")
+        elif sid in entered:
+            source, where = entered[sid]
+            check.add(["steps", sid], f"verify step '{sid}' has no 'next', but step '{source}' goes to it "
+                      f"({where}): add 'next' for where the call goes once verified")
+
+
+def _verify_step_problems(check: Checker, spec: FlowSpec, sid: str, step: VerifyStep) -> None:
+    ids = spec.identity
+    base = ["steps", sid]
+    for i, method in enumerate(step.methods):
+        if method not in VERIFY_METHODS:
+            check.add(base + ["methods", i], f"step '{sid}': unknown verification method '{method}'"
+                      f"{did_you_mean(method, VERIFY_METHODS)} (use one of {', '.join(VERIFY_METHODS)})")
+        elif step.methods.index(method) != i:
+            check.add(base + ["methods", i], f"step '{sid}': method '{method}' is listed twice")
+        elif ids.method_level(method) not in ids.levels:
+            check.add(base + ["methods", i], f"step '{sid}': method '{method}' gives level "
+                      f"'{ids.method_level(method)}', which is not one of the flow's levels "
+                      f"({', '.join(ids.levels)}); name its level under identity.methods")
+    if step.level is None:
+        return
+    if step.level not in ids.levels:
+        check.add(base + ["level"], f"step '{sid}': unknown identity level '{step.level}'"
+                  f"{did_you_mean(step.level, ids.levels)} (the levels are {', '.join(ids.levels)})")
+    elif ids.rank(step.level) > ids.rank(spec.reach(step)):
+        check.add(base + ["level"], f"step '{sid}': level '{step.level}' cannot be reached with these methods "
+                  f"(the highest they give is '{spec.reach(step)}')")
+
+
+VERIFY_SLOTS = {"customer_number": ("digits",), "house_number": ("digits", "number")}
+"""Slots a verify step reads when an ask step filled them earlier, and the types that fit."""
+
+
+def _verify_slot_problems(check: Checker, spec: FlowSpec) -> None:
+    for sid, step in spec.steps.items():
+        if isinstance(step, AskStep) and step.slot in VERIFY_SLOTS:
+            fitting = VERIFY_SLOTS[step.slot]
+            if step.slot_type not in fitting:
+                check.add(["steps", sid, "slot_type"], f"step '{sid}': slot '{step.slot}' is read by verification "
+                          f"as a {step.slot.replace('_', ' ')}, so it must be slot_type {' or '.join(fitting)}")
+            elif step.secret:
+                check.add(["steps", sid, "secret"], f"step '{sid}': slot '{step.slot}' is read by verification, "
+                          "which needs its value: it cannot be secret")
 
 
 def _placeholder_problems(check: Checker, spec: FlowSpec) -> None:
