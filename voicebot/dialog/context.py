@@ -16,6 +16,10 @@ A postcode keyed in on a call without speech holds only its four digits: the sum
 
 ``earlier_call`` (``{"call_id", "transcript"}``, else None) is the unfinished call this one went on
 with: the agent reads what was said then without it being mixed into this call's transcript.
+
+``identity`` says who the caller was shown to be: ``verified`` (the flow's highest level reached),
+the ``level`` and the ``method`` that gave it, the ``customer`` (number and name, nothing else)
+and every check made as method and outcome. The values the caller gave for a check are never in it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from voicebot.dialog.keypad import is_partial_postcode
 from voicebot.dialog.present import masked, spoken
 from voicebot.dialog.state import CallState
 from voicebot.flow import Flow
-from voicebot.flow.schema import AskStep
+from voicebot.flow.schema import AskStep, VerifyStep
 
 
 def _slot_types(flow: Flow) -> dict[str, str]:
@@ -57,9 +61,37 @@ def _details(state: CallState, flow: Flow, mask: bool, replies: bool = True) -> 
     return flow.msg("summary_slots", slots=", ".join(parts)) if parts else ""
 
 
+def identity(state: CallState) -> dict[str, Any]:
+    """What the call showed about who is calling, for the agent (no values the caller gave)."""
+    found = state.identity
+    customer = found.get("customer")
+    return {
+        "verified": bool(found.get("verified")),
+        "level": found.get("level"),
+        "method": found.get("method"),
+        "customer": {"number": customer.get("number"), "name": customer.get("name")} if customer else None,
+        "attempts": [{"method": a.get("method"), "outcome": a.get("outcome")} for a in found.get("attempts", [])],
+    }
+
+
+def _identity_summary(state: CallState, flow: Flow) -> str:
+    """How the caller was identified, and the checks made: only in a flow that verifies callers."""
+    found = state.identity
+    if not found.get("attempts") and not any(isinstance(s, VerifyStep) for s in flow.spec.steps.values()):
+        return ""
+    if found.get("method"):
+        parts = [flow.msg("summary_identity", level=found["level"], method=found["method"].replace("_", " "))]
+    else:
+        parts = [flow.msg("summary_identity_none")]
+    tried = [f"{a['method'].replace('_', ' ')} {a['outcome'].replace('_', ' ')}" for a in found.get("attempts", [])]
+    if tried:
+        parts.append(flow.msg("summary_identity_attempts", attempts=", ".join(tried)))
+    return " ".join(parts)
+
+
 def agent_summary(state: CallState, flow: Flow, reason: str) -> str:
     reason_text = flow.messages.get(f"reason_{reason}", reason)
-    parts = [_topic(state, flow), _details(state, flow, mask=False),
+    parts = [_topic(state, flow), _details(state, flow, mask=False), _identity_summary(state, flow),
              flow.msg("summary_reason", reason=reason_text)]
     return " ".join(p for p in parts if p)
 
@@ -99,7 +131,7 @@ def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, afte
         "partial_slots": partial_slots(state, flow),
         "keypad_only": state.keypad_only,
         "secrets_provided": sorted(state.secrets),
-        "identity": {"verified": False},
+        "identity": identity(state),
         "step": state.step,
         "turns": state.turns,
         "failures": list(state.failures),

@@ -13,6 +13,13 @@ when the call's own machinery fails: a call without speech recognition goes on b
 A caller whose earlier call stopped before it was done (``CallStarted.earlier``) hears the opening
 and then, instead of the first question, whether to go on with it: yes restores where it stopped
 and what was given, never secrets or identity; no, or no clear answer, starts afresh.
+
+Who is calling is found out at a ``verify`` step (the rules per method are in ``verification.py``):
+the engine asks what is missing, hands the values to the identity adapter in a ``CheckIdentity``
+action (a secret goes from the caller's answer into that action and nowhere else) and goes on with
+its ``IdentityChecked`` answer. A route to an intent that needs a higher level than the call has
+passes through the flow's verify step first. Failing never strands a caller: too many wrong
+answers, a lockout or a directory that cannot answer hand the call to a person, unverified.
 """
 
 from __future__ import annotations
@@ -22,18 +29,18 @@ import hashlib
 import hmac
 from typing import Any, Callable
 
-from voicebot.dialog import keypad, sentences
-from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transfer
+from voicebot.dialog import keypad, sentences, verification
+from voicebot.dialog.actions import Action, CheckIdentity, Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.context import build_context, caller_summary
 from voicebot.dialog.events import (
-    CallEnded, CallStarted, Digits, Event, NoInput, SpeechUnavailable, SystemFailure, Utterance,
+    CallEnded, CallStarted, Digits, Event, IdentityChecked, NoInput, SpeechUnavailable, SystemFailure, Utterance,
 )
 from voicebot.dialog.hours import is_open
 from voicebot.dialog.present import masked, spoken, to_json
-from voicebot.dialog.state import CallState
-from voicebot.dialog.understanding import ACCEPT, CONFIRM, assess, unknown_ratio
+from voicebot.dialog.state import CallState, unverified
+from voicebot.dialog.understanding import ACCEPT, CONFIRM, REJECT, assess, unknown_ratio
 from voicebot.flow import Flow
-from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep
+from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep, VerifyStep
 from voicebot.nlu.lexicon import NO, YES
 from voicebot.nlu.normalize import contains_phrase
 from voicebot.nlu.slots import parse_score, parse_slot, parse_yes_no
@@ -59,6 +66,7 @@ class DialogEngine:
             "route": self._on_route,
             "ask": self._on_ask,
             "feedback": self._on_feedback,
+            "verify": self._on_verify,
         }
 
     # -- entry points -------------------------------------------------------------------------
@@ -69,7 +77,7 @@ class DialogEngine:
             call_id=event.call_id, flow=self.flow.id, language=self.flow.language,
             caller=event.caller, called=event.called,
             started_at=event.at or dt.datetime.now().replace(microsecond=0).isoformat(),
-            keypad_only=not event.speech,
+            keypad_only=not event.speech, identity=unverified(self.spec.identity.levels[0]),
         )
 
     def start(self, event: CallStarted) -> tuple[CallState, list[Action]]:
@@ -111,8 +119,12 @@ class DialogEngine:
             state.ended, state.outcome, state.reason = True, "caller_hangup", event.reason
             state.failures.append({"step": state.step, "kind": "hangup"})
             return []
+        if isinstance(event, IdentityChecked):
+            return self._on_identity(state, event)
         if state.step is None:       # a state from new_state() that was never started: nothing to answer
             return []
+        if state.verify and state.verify.get("checking"):
+            return []                # the identity adapter answers a CheckIdentity before the caller is heard
         step = self.spec.steps[state.step]
         self._log_caller(state, None if state.resume_offer else step, event)
         state.turns += 1
@@ -155,6 +167,12 @@ class DialogEngine:
             elif kind == "sms":
                 actions.extend(self._sms(state, step))
                 step_id = step.next
+            elif kind == "verify":
+                more, target = self._verify_enter(state, step_id, step, notice)
+                actions += more
+                if target is None:
+                    return actions
+                step_id = target
             elif kind == "transfer":
                 return actions + self._transfer(state, step.reason, queue=step.queue,
                                                  say=self._text(state, step_id) or None)
@@ -212,8 +230,26 @@ class DialogEngine:
         return self._take_intent(state, step, intent, 1.0)
 
     def _take_intent(self, state: CallState, step: RouteStep, intent: str, score: float) -> list[Action]:
+        """Go to the intent's route; first through the verify step when the intent needs a level the
+        call has not reached (no such step: a person takes over rather than the call going on)."""
         state.intent, state.intent_confidence = intent, round(score, 3)
-        return self._enter(state, step.routes[intent])
+        target = step.routes[intent]
+        needed = self.spec.needed_level(intent)
+        ids = self.spec.identity
+        if ids.rank(needed) <= ids.rank(state.identity["level"]):
+            return self._enter(state, target)
+        gate = self.spec.gate_for(needed)
+        if gate is None:
+            return self._verification_failed(state)
+        then = target if target != gate else self._route_of(intent, avoid=gate)
+        state.verify = verification.new_progress(gate, then=then, needed=needed)
+        return self._enter(state, gate)
+
+    def _route_of(self, intent: str | None, avoid: str) -> str | None:
+        """Where a route step takes ``intent`` (other than ``avoid``): the way on from a guarding verify
+        step when the call came to it without a route (a call going on where an earlier one stopped)."""
+        return next((step.routes[intent] for step in self.spec.steps.values()
+                     if isinstance(step, RouteStep) and intent in step.routes and step.routes[intent] != avoid), None)
 
     def _on_ask(self, state: CallState, step: AskStep, event: Event) -> list[Action]:
         value = self._slot_value(state, step, event)
@@ -342,6 +378,165 @@ class DialogEngine:
         return [self._say(state, sentences.resume_yes(self.flow), step)] + \
             self._take_intent(state, earlier_route, offer["intent"], offer["intent_confidence"])
 
+    # -- verification ---------------------------------------------------------------------------
+
+    def _verify_enter(self, state: CallState, step_id: str, step: VerifyStep,
+                      notice: bool) -> tuple[list[Action], str | None]:
+        """Entering a verify step: nothing when the call already has the level (go on at the returned
+        step), else its introduction and the first question or check. A verify step entered again
+        (a resumed call) keeps where it was going and what was given."""
+        progress = state.verify
+        if not progress or progress.get("step") != step_id:
+            progress = state.verify = verification.new_progress(step_id)
+        progress["checking"] = None
+        progress["notice"] = notice
+        if self._verified_enough(state, step):
+            state.verify = None
+            target = progress["then"] or step.next or self._route_of(state.intent, avoid=step_id)
+            return ([], target) if target else (self._transfer(state, "flow"), None)
+        intro: list[Action] = [self._prompt(state, step_id, step)] if self._text(state, step_id) else []
+        return intro + self._verify_go(state, step), None
+
+    def _goal(self, state: CallState, step: VerifyStep) -> str:
+        progress = state.verify or {}
+        return progress.get("needed") or step.level or self.spec.reach(step)
+
+    def _verified_enough(self, state: CallState, step: VerifyStep) -> bool:
+        ids = self.spec.identity
+        return ids.rank(state.identity["level"]) >= ids.rank(self._goal(state, step))
+
+    def _useful(self, state: CallState, method: str, goal: str) -> bool:
+        """Can this method still raise the call to ``goal``? (Caller ID: once per call, with a number.)"""
+        ids = self.spec.identity
+        level = ids.method_level(method)
+        if method not in verification.METHOD_FIELDS or ids.rank(level) < ids.rank(goal) \
+                or ids.rank(level) <= ids.rank(state.identity["level"]):
+            return False
+        if state.keypad_only and not verification.keyable_method(method):
+            return False
+        if method == "caller_id":
+            tried = any(a["method"] == "caller_id" for a in state.identity["attempts"])
+            return not tried and state.caller.lstrip("+").isdigit()
+        return True
+
+    def _verify_go(self, state: CallState, step: VerifyStep) -> list[Action]:
+        """The next question or check of the first method that can still help; when none is left
+        a person takes over (by keypad, when only speech could go on: as any step that needs it)."""
+        progress = state.verify
+        assert progress is not None
+        goal = self._goal(state, step)
+        for index in range(progress["method"], len(step.methods)):
+            method = step.methods[index]
+            if not self._useful(state, method, goal):
+                continue
+            if index != progress["method"]:
+                verification.to_method(progress, index)
+            if method == "caller_id":
+                progress["checking"] = method
+                return [CheckIdentity(method=method, values={}, caller=state.caller)]
+            progress["field"] = verification.next_field(method, state.slots, progress["asked"], progress["fresh"])
+            return self._verify_question(state, step)
+        verification.to_method(progress, len(step.methods))
+        if state.keypad_only and any(not verification.keyable_method(m) for m in step.methods):
+            state.failures.append({"step": state.step, "kind": "needs_speech"})
+            return self._transfer(state, "no_speech")
+        return self._verification_failed(state)
+
+    def _verify_question(self, state: CallState, step: VerifyStep, text: str | None = None) -> list[Action]:
+        """The question for the value being asked (``text``: other words for it), and the listen."""
+        progress = state.verify
+        assert progress is not None and progress["field"]
+        actions: list[Action] = []
+        if progress.pop("notice", False) and state.keypad_only:
+            actions.append(self._say(state, sentences.speech_unavailable(self.flow), step))
+        if text is None:
+            text = sentences.verify_question(self.flow, progress["field"], state.keypad_only)
+        return actions + [self._say(state, text, step), self._listen(state, step)]
+
+    def _on_verify(self, state: CallState, step: VerifyStep, event: Event) -> list[Action]:
+        """An answer to a verify question: kept as a slot and the next question asked, or, for the
+        method's secret, handed straight to the check."""
+        progress = state.verify
+        if not progress or not progress.get("field"):
+            state.verify = progress or verification.new_progress(state.step or "")
+            return self._verify_go(state, step)
+        name = progress["field"]
+        today = dt.datetime.fromisoformat(state.started_at).date() if state.started_at else dt.date.today()
+        value = verification.answer(self.spec, name, event, today, state.keypad_only)
+        if value is None:
+            return self._miss(state, step, "not_understood")
+        if isinstance(event, Utterance) and assess(1.0, 1.0, event, self._confidence(step)).decision == REJECT:
+            return self._miss(state, step, "low_confidence")
+        method = step.methods[progress["method"]]
+        if name in verification.SECRET_FIELDS:
+            values = {f: str(state.slots.get(f, "")) for f in verification.METHOD_FIELDS[method]
+                      if f not in verification.SECRET_FIELDS}
+            values[name] = value
+            progress["field"], progress["checking"] = None, method
+            return [CheckIdentity(method=method, values=values, caller=state.caller)]
+        state.slots[name] = value
+        progress["asked"].append(name)
+        state.misses = 0
+        progress["field"] = verification.next_field(method, state.slots, progress["asked"], progress["fresh"])
+        return self._verify_question(state, step)
+
+    def _on_identity(self, state: CallState, event: IdentityChecked) -> list[Action]:
+        """The identity adapter's answer to the check the engine asked for (any other is ignored)."""
+        progress = state.verify
+        if not progress or progress.get("checking") != event.method or progress.get("step") not in self.spec.steps:
+            return []
+        progress["checking"] = None
+        step = self.spec.steps[progress["step"]]
+        identity = state.identity
+        identity["attempts"].append({"method": event.method, "outcome": event.outcome})
+        if event.outcome == "match":
+            return self._verify_match(state, step, event)
+        if event.outcome == "no_match" and event.method == "caller_id":
+            verification.to_method(progress, progress["method"] + 1)   # nothing was asked: on, without a word
+            return self._verify_go(state, step)
+        state.failures.append({"step": progress["step"], "kind": "verification_failed",
+                               "detail": {"method": event.method, "outcome": event.outcome}})
+        if event.outcome != "no_match":
+            return self._verification_failed(state)
+        failed = sum(1 for a in identity["attempts"] if a["outcome"] == "no_match" and a["method"] != "caller_id")
+        if failed >= self.spec.identity.max_attempts:
+            return [self._say(state, sentences.verify_failed(self.flow), step)] + self._verification_failed(state)
+        method = step.methods[progress["method"]]
+        progress.update(asked=[], fresh=True, field=verification.first_field(method))
+        state.misses = 0
+        again = sentences.verify_again(self.flow, sentences.verify_question(self.flow, progress["field"],
+                                                                          state.keypad_only))
+        return self._verify_question(state, step, again)
+
+    def _verify_match(self, state: CallState, step: VerifyStep, event: IdentityChecked) -> list[Action]:
+        """A match raises the call's level to the method's (never lowers it); once the goal is reached
+        the caller hears so (not after a caller ID alone: nothing was asked) and the call goes on."""
+        ids = self.spec.identity
+        identity = state.identity
+        level = ids.method_level(event.method) or ids.levels[0]
+        if ids.rank(level) > ids.rank(identity["level"]):
+            customer = event.customer or {}
+            identity.update(level=level, method=event.method, verified=level == ids.levels[-1],
+                            customer={"number": str(customer.get("number", "")), "name": str(customer.get("name", ""))}
+                            if customer else None)
+        progress = state.verify
+        assert progress is not None
+        if not self._verified_enough(state, step):
+            verification.to_method(progress, progress["method"] + 1)
+            return self._verify_go(state, step)
+        state.verify = None
+        target = progress["then"] or step.next or self._route_of(state.intent, avoid=progress["step"])
+        actions: list[Action] = []
+        if event.method != "caller_id":
+            actions.append(self._say(state, sentences.verify_ok(self.flow), step))
+        if target is None:      # flow validation makes a verify step in a path have a next
+            return actions + self._transfer(state, "flow")
+        return actions + self._enter(state, target)
+
+    def _verification_failed(self, state: CallState) -> list[Action]:
+        state.verify = None
+        return self._transfer(state, "verification_failed", say=self.flow.msg("verify_locked"))
+
     # -- when the caller is not understood or silent --------------------------------------------
 
     def _miss(self, state: CallState, step: Any, kind: str, *, prefix: str | None = None,
@@ -374,6 +569,8 @@ class DialogEngine:
 
     def _reprompt(self, state: CallState, step: Any) -> str:
         """The more specific second question (``sentences.reprompt``), by keys when the call or step is."""
+        if isinstance(step, VerifyStep) and state.verify and state.verify.get("field"):
+            return sentences.verify_reprompt(self.flow, state.verify["field"], state.keypad_only)
         return sentences.reprompt(self.flow, state.step, step, self._values(state), by_keys=self._by_keys(state, step),
                                   keypad_only=state.keypad_only) or ""
 
@@ -395,6 +592,8 @@ class DialogEngine:
         state.no_inputs = 0
         if state.resume_offer is not None:
             return self._offer_resume(state, state.resume_offer, notice=True)
+        if isinstance(step, VerifyStep):
+            return self._verify_by_keys(state, step)
         if not keypad.keyable(step):
             state.failures.append({"step": state.step, "kind": "needs_speech"})
             return self._transfer(state, "no_speech")
@@ -404,6 +603,21 @@ class DialogEngine:
             state.pending["question"] = question
             return [notice, self._say(state, question, step), self._confirm_listen(state, step)]
         return [notice] + self._ask(state, state.step, step)
+
+    def _verify_by_keys(self, state: CallState, step: VerifyStep) -> list[Action]:
+        """Speech lost at a verify step: the notice, then the question asked again for keys, or the
+        next method that keys can answer (a postcode's letters cannot be keyed)."""
+        progress = state.verify
+        if not progress:
+            progress = state.verify = verification.new_progress(state.step or "")
+        notice = self._say(state, sentences.speech_unavailable(self.flow), step)
+        if progress.get("checking"):
+            return [notice]
+        method = step.methods[progress["method"]] if progress["method"] < len(step.methods) else None
+        if method and verification.keyable_method(method) and progress.get("field"):
+            return [notice] + self._verify_question(state, step)
+        rest = self._verify_go(state, step)
+        return rest if any(isinstance(a, Transfer) for a in rest) else [notice] + rest
 
     def _on_failure(self, state: CallState, event: SystemFailure) -> list[Action]:
         """A person takes over, with the full context; works before the first step too."""
@@ -492,6 +706,8 @@ class DialogEngine:
 
     def _ask(self, state: CallState, step_id: str, step: Any) -> list[Action]:
         """A listening step's question and the listen; by keys with what to press."""
+        if isinstance(step, VerifyStep):
+            return self._verify_question(state, step)
         if not self._by_keys(state, step):
             return [self._prompt(state, step_id, step), self._listen(state, step)]
         question = sentences.keypad_question(self.flow, step_id, step, self._values(state), state.keypad_only)
@@ -508,6 +724,8 @@ class DialogEngine:
 
     def _listen(self, state: CallState, step: Any) -> Listen:
         timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
+        if isinstance(step, VerifyStep):
+            return self._verify_listen(state, step, timeout)
         if state.keypad_only:
             return Listen(step=state.step, speech=False, dtmf=True, no_input_timeout=timeout,
                           max_digits=keypad.max_digits(step))
@@ -531,6 +749,19 @@ class DialogEngine:
             return Listen(step=state.step, phrases=tuple(step.grammar), no_input_timeout=timeout, max_digits=1)
         phrases = tuple(dict.fromkeys([*step.grammar, *words])) if step.grammar else ()
         return Listen(step=state.step, phrases=phrases, no_input_timeout=timeout, max_digits=1)
+
+    def _verify_listen(self, state: CallState, step: VerifyStep, timeout: float) -> Listen:
+        """Keys for a PIN (never heard by speech recognition) and on a keypad call; a grammar of
+        spoken digits and the transfer words for numbers; free speech for a date or a postcode."""
+        name = (state.verify or {}).get("field")
+        max_digits = verification.max_digits(self.spec, name)
+        if state.keypad_only or name in verification.KEYS_ONLY:
+            return Listen(step=state.step, speech=False, dtmf=True, no_input_timeout=timeout, max_digits=max_digits)
+        phrases = verification.phrases(name, self.flow.language)
+        if phrases or step.grammar:
+            phrases = tuple(dict.fromkeys([*phrases, *step.grammar, *self.flow.transfer_words]))
+        return Listen(step=state.step, speech=True, dtmf=True, phrases=phrases, no_input_timeout=timeout,
+                      max_digits=max_digits)
 
     def _confirm_listen(self, state: CallState, step: Any) -> Listen:
         timeout = getattr(step, "no_input_timeout", None) or self.spec.defaults.no_input_timeout
@@ -559,6 +790,8 @@ class DialogEngine:
         """Secrets and full postcodes never reach the transcript; the parsed masked form does."""
         if isinstance(step, AskStep) and step.secret:
             return self.flow.msg("redacted")
+        if isinstance(step, VerifyStep) and (state.verify or {}).get("field") in verification.SECRET_FIELDS:
+            return text if keys and text == "0" else self.flow.msg("redacted")
         if isinstance(step, AskStep) and step.slot_type == "postcode" and not state.pending:
             value = keypad.from_keys(step, text) if keys else parse_slot("postcode", text, self.flow.language)
             if keys and text == "0":

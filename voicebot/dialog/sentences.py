@@ -18,9 +18,9 @@ from __future__ import annotations
 import string
 from typing import Any, Iterable, Mapping, Optional
 
-from voicebot.dialog import keypad
+from voicebot.dialog import keypad, verification
 from voicebot.flow import Flow
-from voicebot.flow.schema import AskStep, FeedbackStep, RouteStep
+from voicebot.flow.schema import AskStep, FeedbackStep, RouteStep, VerifyStep
 
 Values = Optional[Mapping[str, str]]
 """The call's slot values as spoken words, or None for "no slot value known"."""
@@ -205,6 +205,76 @@ def resume_yes(flow: Flow) -> str:
     return flow.msg("resume_yes")
 
 
+# -- a verify step -------------------------------------------------------------------------------
+
+_SPOKEN_HINTS = {"customer_number": "hint_digits", "birth_date": "hint_date", "house_number": "hint_number",
+                 "postcode": "hint_postcode"}
+_KEY_HINTS = {"birth_date": "keys_date", "house_number": "keys_number"}
+
+
+def verify_question(flow: Flow, field: str, by_keys: bool = False) -> str:
+    """A verify step's question for one value (``verify_<field>``); by keys with what to press."""
+    question = flow.msg(f"verify_{field}")
+    if not by_keys or field in verification.KEYS_ONLY:
+        return question
+    if field == "customer_number":
+        low, high = verification.customer_number_length(flow.spec)
+        hint = flow.msg("keys_digits_fixed", count=low) if low == high else flow.msg("keys_digits")
+    else:
+        hint = flow.msg(_KEY_HINTS[field]) if field in _KEY_HINTS else ""
+    return f"{question} {hint}" if hint else question
+
+
+def verify_reprompt(flow: Flow, field: str, by_keys: bool = False) -> str:
+    """The question asked again after a miss or a silence: with how to say it (by keys: the same)."""
+    if by_keys or field not in _SPOKEN_HINTS:
+        return verify_question(flow, field, by_keys)
+    return f"{flow.msg(f'verify_{field}')} {flow.msg(_SPOKEN_HINTS[field])}"
+
+
+def verify_again(flow: Flow, question: str) -> str:
+    """A check that failed, and its method's first question asked again."""
+    return f"{flow.msg('verify_failed')} {question}"
+
+
+def verify_ok(flow: Flow) -> str:
+    """The check worked (never with the values)."""
+    return flow.msg("verify_ok")
+
+
+def verify_failed(flow: Flow) -> str:
+    """The last check that may fail failed; a person takes over next."""
+    return flow.msg("verify_failed")
+
+
+def verification_failed_words(flow: Flow) -> str:
+    """What the caller hears when verification hands the call to a person: alike for every cause."""
+    return transfer_words(flow, flow.msg("verify_locked"))
+
+
+def _verify_sentences(flow: Flow, step_id: str, step: VerifyStep, keypad_only: bool
+                      ) -> list[tuple[str | None, str | None]]:
+    found: list[tuple[str | None, str | None]] = [own_words(flow, step_id, None, keypad_only)]
+    for method in step.methods:
+        if keypad_only and not verification.keyable_method(method):
+            continue
+        fields = verification.METHOD_FIELDS.get(method, ())
+        for field in fields:
+            again = verify_reprompt(flow, field, keypad_only)
+            found += [(verify_question(flow, field, keypad_only), None), (retry(flow, "not_understood", again), None),
+                      (retry(flow, "no_input", again), None)]
+        if fields:
+            found.append((verify_again(flow, verify_question(flow, fields[0], keypad_only)), None))
+    return found + [(verify_ok(flow), None), (verify_failed(flow), None), (verification_failed_words(flow), None)]
+
+
+def _listens(step: Any) -> bool:
+    """Does this step wait for the caller, and can a call by keypad answer it?"""
+    if isinstance(step, VerifyStep):
+        return verification.keyable(step)
+    return step.type in LISTENING and keypad.keyable(step)
+
+
 # -- what a flow can say without slot values -----------------------------------------------------
 
 
@@ -217,14 +287,17 @@ def static_sentences(flow: Flow) -> list[tuple[str, str | None]]:
     found: list[tuple[str | None, str | None]] = []
     for keypad_only in (False, True):
         for step_id, step in flow.spec.steps.items():
-            if step.type in LISTENING:
+            if isinstance(step, VerifyStep):
+                if not keypad_only or verification.keyable(step):
+                    found += _verify_sentences(flow, step_id, step, keypad_only)
+            elif step.type in LISTENING:
                 if keypad_only and not keypad.keyable(step):
                     continue  # the engine hands such a call to a person
                 found += _question(flow, step_id, step, keypad_only)
                 found += [(text, None) for text in _retries(flow, step_id, step, keypad_only)]
             else:
                 found += _passing(flow, step_id, step, keypad_only)
-    if any(step.type in LISTENING and keypad.keyable(step) for step in flow.spec.steps.values()):
+    if any(_listens(step) for step in flow.spec.steps.values()):
         found.append((speech_unavailable(flow), None))
     found.append((transfer_words(flow), None))  # any step: asked for, misses, silence, failures
     if flow.spec.hours and flow.spec.transfer.closed_queue:
@@ -305,4 +378,5 @@ def sayers() -> Iterable[Any]:
     """The functions whose results the engine says (for tests that check where a sentence comes from)."""
     return (own_words, keypad_question, menu, reprompt, retry, score_retry, confirm_intent, confirm_value,
             with_keys_yes_no, speech_unavailable, source, goodbye, hangup_words, thanks, transfer_words,
-            sms_said, sms_unavailable, resume_offer, resume_yes)
+            sms_said, sms_unavailable, resume_offer, resume_yes, verify_question, verify_reprompt, verify_again,
+            verify_ok, verify_failed, verification_failed_words)

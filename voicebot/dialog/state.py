@@ -14,12 +14,22 @@ A call from a number whose earlier call stopped unfinished first hears whether t
 ``resume_offer`` holds what a "yes" restores (step, intent, non-secret slots) while that question is
 open. ``earlier_call`` is the earlier call's id and the end of its transcript, for the agent; it is
 a reference, never copied into this call's own transcript.
+
+``identity`` is what the call has shown about who is calling (``unverified()`` until a check
+succeeds): the level reached, the method and customer (number and name) that gave it, and every
+check made as method and outcome only, never the values. ``verify`` is the verify step in
+progress (``verification.new_progress``), or None. Stored dicts without them load unverified.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+
+def unverified(level: str = "none") -> dict[str, Any]:
+    """The identity of a call before any check has succeeded."""
+    return {"level": level, "method": None, "customer": None, "verified": False, "attempts": []}
 
 
 @dataclass
@@ -49,6 +59,8 @@ class CallState:
     keys_menu: bool = False
     resume_offer: dict[str, Any] | None = None
     earlier_call: dict[str, Any] | None = None
+    identity: dict[str, Any] = field(default_factory=unverified)
+    verify: dict[str, Any] | None = None
     ended: bool = False
     outcome: str | None = None
     reason: str | None = None
@@ -59,4 +71,6 @@ class CallState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CallState":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        state.identity = {**unverified(), **(state.identity or {})}
+        return state
