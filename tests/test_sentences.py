@@ -1,12 +1,14 @@
 """What `voicebot audio build` renders (``static_sentences``) against what the engine says.
 
 Every scenario in flows/scenarios/*.yaml (calls by voice and by keypad) runs through the engine,
-and every listening step of every flow is visited by voice and by keypad with silences, misses,
-wrong keys and a person asked for, and every intent's offer to go on with an earlier call is
-answered. ``sentences.fill`` is wrapped so that a text filled from a template with a ``{slot}``
-placeholder carries a marker: a Say without the marker needs no slot value, so it must be in
-``static_sentences``. The other way round, every static sentence must
-come out of one of the engine's sentence functions, and be said in one of those calls.
+and every listening step of every flow (and of tests/data/verify.yaml, which verifies callers
+with every method) is visited by voice and by keypad with silences, misses, wrong keys and a
+person asked for, every intent's offer to go on with an earlier call is answered, and
+verification is driven through every outcome of the identity check. ``sentences.fill`` is wrapped
+so that a text filled from a template with a ``{slot}`` placeholder carries a marker: a Say
+without the marker needs no slot value, so it must be in ``static_sentences``. The other way
+round, every static sentence must come out of one of the engine's sentence functions, and be said
+in one of those calls.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.dialog import sentences
-from voicebot.dialog.actions import Say
+from voicebot.dialog import keypad, sentences
+from voicebot.dialog.actions import CheckIdentity, Say
 from voicebot.dialog.engine import DialogEngine
-from voicebot.dialog.events import CallStarted, Digits, NoInput, SpeechUnavailable, Utterance
+from voicebot.dialog.events import CallStarted, Digits, IdentityChecked, NoInput, SpeechUnavailable, Utterance
 from voicebot.flow import load_flow
+from voicebot.flow.schema import RouteStep, VerifyStep
 from voicebot.simulator import load_scenarios, run_scenario
 
 REPO = Path(__file__).resolve().parent.parent
-FLOW_FILES = sorted((REPO / "flows").glob("*.yaml"))
+FLOW_FILES = sorted((REPO / "flows").glob("*.yaml")) + [REPO / "tests" / "data" / "verify.yaml"]
 SCENARIOS = sorted((REPO / "flows" / "scenarios").glob("*.yaml"))
 SLOT = "\u2063"  # invisible separator: marks text that holds a slot value
 OPEN = "2026-11-23T10:00:00"     # a Monday morning
@@ -146,6 +149,61 @@ def _offer_every_earlier_call(flow) -> None:
                                                     earlier=earlier))
                 for event in events:
                     engine.handle(state, event)
+VERIFY_ANSWERS = {"customer_number": ("een twee drie vier vijf zes", "123456"),
+                  "birth_date": ("vijf maart negentienzeventig", "05031970"), "house_number": ("twaalf", "12"),
+                  "postcode": ("twaalf vierendertig a b", None), "pin": (None, "1234")}
+OUTCOMES = (["match"], ["no_match", "match"], ["no_match", "no_match", "no_match"], ["locked"], ["unavailable"])
+
+
+def _verify(engine, state, actions, outcomes: list[str], noisy: bool) -> None:
+    """Answer every verify question (``noisy``: after a miss and a silence) and settle each check
+    with the next of ``outcomes``."""
+    for _ in range(40):
+        if state.ended:
+            return
+        if actions and isinstance(actions[-1], CheckIdentity):
+            if not outcomes:
+                return
+            checked = IdentityChecked(actions[-1].method, outcomes.pop(0), {"number": "123456", "name": "Test"})
+            actions = engine.handle(state, checked)
+            continue
+        field = (state.verify or {}).get("field")
+        if not field:
+            return
+        spoken, keys = VERIFY_ANSWERS[field]
+        if noisy:
+            engine.handle(state, Digits("9") if state.keypad_only else Utterance("qwerty zxcv"))
+            engine.handle(state, NoInput())
+        actions = engine.handle(state, Digits(keys) if state.keypad_only or spoken is None else Utterance(spoken))
+
+
+def _visit_verification(flow) -> None:
+    """Each verify step, entered in a path and as the guard of an intent, through every outcome."""
+    if not any(isinstance(step, VerifyStep) for step in flow.spec.steps.values()):
+        return
+    engine = DialogEngine(flow)
+    entries: list[tuple[str, object]] = [(sid, None) for sid, s in flow.spec.steps.items() if isinstance(s, VerifyStep)]
+    entries += [(sid, intent) for sid, s in flow.spec.steps.items() if isinstance(s, RouteStep) for intent in s.routes]
+    for speech in (True, False):
+        for caller in ("+31612345678", "anonymous"):
+            for step_id, intent in entries:
+                for outcomes in OUTCOMES:
+                    for how in ("plain", "noisy", "speech_lost"):
+                        state = engine.new_state(CallStarted(call_id="v", caller=caller, at=OPEN, speech=speech))
+                        state.step = step_id
+                        actions = engine.resume(state)
+                        if intent is not None:
+                            step = flow.spec.steps[step_id]
+                            if speech:
+                                event = Utterance(flow.spec.intents[intent].examples[0])
+                            elif intent in keypad.menu_routes(flow, step):
+                                event = Digits(str(keypad.menu_routes(flow, step).index(intent) + 1))
+                            else:
+                                continue
+                            actions = engine.handle(state, event)
+                        if how == "speech_lost" and state.verify and state.verify.get("field"):
+                            actions = engine.handle(state, SpeechUnavailable("gone"))
+                        _verify(engine, state, actions, list(outcomes), how == "noisy")
 
 
 def test_the_engine_says_only_static_sentences_or_sentences_with_slot_values(flows, heard):
@@ -154,6 +212,7 @@ def test_the_engine_says_only_static_sentences_or_sentences_with_slot_values(flo
     for flow in flows.values():
         _visit_every_step(flow)
         _offer_every_earlier_call(flow)
+        _visit_verification(flow)
     assert len(said) > 500
     assert all(text in made for text, _ in said), "a Say not built by a sentence function"
     static = {pair for flow in flows.values() for pair in sentences.static_sentences(flow)}
@@ -170,6 +229,7 @@ def test_static_sentences_are_made_by_the_sentence_functions_and_said(flows, hea
     for flow in flows.values():
         _visit_every_step(flow)
         _offer_every_earlier_call(flow)
+        _visit_verification(flow)
     unsaid = {text for text, _ in static} - {text for text, _ in said}
     assert len(unsaid) < len(static) / 5
     # What follows a middling score (a yes/no question, then "no") cannot be reached for every step
