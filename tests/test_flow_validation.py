@@ -181,3 +181,108 @@ def test_flows_check_command(tmp_path):
         in result.output
     missing = runner.invoke(main, ["flows", "check", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "cannot read file" in missing.output
+
+
+# -- identity and verify steps ---------------------------------------------------------------------
+
+VERIFY = Path(__file__).parent / "data" / "verify.yaml"
+
+
+def verify_broken(tmp_path, old: str, new: str) -> Path:
+    text = VERIFY.read_text()
+    assert old in text, old
+    path = tmp_path / "verify.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_verify_flow_is_valid():
+    flow = load_flow(VERIFY)
+    assert flow.spec.steps["identificatie"].type == "verify"
+    assert flow.spec.intents["meterstand"].identity == "verified" and flow.spec.intents["meterstand"].topic
+
+
+@pytest.mark.parametrize("old, new, marker, message", [
+    ("methods: [caller_id, customer_dob, pin]", "methods: [caller_id, customer_dobb, pin]", "customer_dobb",
+     "step 'identificatie': unknown verification method 'customer_dobb'; did you mean 'customer_dob'?"),
+    ("methods: [pin]\n", "methods: [pin, pin]\n", "methods: [pin, pin]", "method 'pin' is listed twice"),
+    ("    identity: verified\n", "    identity: verifeid\n", "identity: verifeid",
+     "intent 'meterstand' needs unknown identity level 'verifeid'; did you mean 'verified'?"),
+    ("    methods: [pin]\n", "    methods: [pin]\n    level: verfied\n", "level: verfied",
+     "step 'pin_controle': unknown identity level 'verfied'; did you mean 'verified'?"),
+    ("    methods: [postcode_house]\n", "    methods: [postcode_house]\n    level: verified\n", "level: verified",
+     "step 'adres_controle': level 'verified' cannot be reached with these methods (the highest they give is "
+     "'known')"),
+    ("customer_dob: verified, postcode_house: known, pin: verified}",
+     "customer_dob: known, postcode_house: known, pin: known}", "    identity: verified",
+     "intent 'meterstand' needs identity level 'verified', which no verify step's methods reach (the highest "
+     "they give is 'known')"),
+    ("  max_attempts: 3", "  max_attempts: 11", "max_attempts: 11", "'identity': 'max_attempts' must be at most 10, "
+     "not 11"),
+    ("  max_attempts: 3", "  max_attempts: 0", "max_attempts: 0", "'identity': 'max_attempts' must be at least 1"),
+    ("  max_attempts: 3", "  max_attempt: 3", "max_attempt: 3",
+     "'max_attempt' is not a setting of 'identity'; did you mean 'max_attempts'?"),
+    ("{caller_id: known,", "{caller_ide: known,", "caller_ide",
+     "identity.methods: unknown verification method 'caller_ide'; did you mean 'caller_id'?"),
+    ("customer_dob: verified,", "customer_dob: verifeid,", "customer_dob: verifeid",
+     "identity.methods: method 'customer_dob' gives unknown level 'verifeid'; did you mean 'verified'?"),
+    ("levels: [none, known, verified]", "levels: [none, known, known, verified]", "levels:",
+     "identity level 'known' is listed twice"),
+    ("    methods: [pin]\n", "    method: [pin]\n", "method: [pin]",
+     "step 'pin_controle': 'method' is not a setting of a verify step; did you mean 'methods'?"),
+    ("    slot: customer_number\n    slot_type: digits\n", "    slot: customer_number\n    slot_type: text\n",
+     "slot_type: text", "step 'rekening_klantnummer': slot 'customer_number' is read by verification as a customer "
+     "number, so it must be slot_type digits"),
+    ("    methods: [pin]\n    next: rekening_wijzigen\n", "    methods: [pin]\n", "  pin_controle:",
+     "verify step 'pin_controle' has no 'next', but step 'rekening_klantnummer' goes to it (next)"),
+])
+def test_each_identity_error_names_file_line_and_problem(tmp_path, old, new, marker, message):
+    path = verify_broken(tmp_path, old, new)
+    found = problems(path)
+    expected_prefix = f"{path}:{line_of(path, marker)}:"
+    assert any(p.startswith(expected_prefix) and message in p for p in found), (expected_prefix, message, found)
+
+
+def test_custom_level_names_need_the_methods_levels(tmp_path):
+    path = verify_broken(tmp_path, "  levels: [none, known, verified]\n  methods: {caller_id: known, customer_dob: "
+                         "verified, postcode_house: known, pin: verified}\n", "  levels: [anoniem, bekend, zeker]\n")
+    found = problems(path)
+    line = line_of(path, "methods: [caller_id, customer_dob, pin]")
+    assert f"{path}:{line}: step 'identificatie': method 'caller_id' gives level 'known', which is not one of the " \
+        "flow's levels (anoniem, bekend, zeker); name its level under identity.methods" in found
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(path.read_text().replace(
+        "  levels: [anoniem, bekend, zeker]\n",
+        "  levels: [anoniem, bekend, zeker]\n  methods: {caller_id: bekend, customer_dob: zeker, "
+        "postcode_house: bekend, pin: zeker}\n").replace("identity: verified", "identity: zeker")
+        .replace("identity: known", "identity: bekend"))
+    assert load_flow(fixed).spec.identity.levels == ["anoniem", "bekend", "zeker"]
+
+
+def test_an_intent_needing_identity_in_a_flow_without_verify_step(tmp_path):
+    path = broken(tmp_path, "    label: uw meterstand doorgeven\n",
+                  "    label: uw meterstand doorgeven\n    identity: verified\n")
+    assert f"{path}:{line_of(path, 'identity: verified')}: intent 'meterstand' needs identity level 'verified', " \
+        "but the flow has no verify step to find out who is calling: add a step with 'type: verify'" in problems(path)
+
+
+def test_a_verify_step_nothing_enters_is_unreachable(tmp_path):
+    path = verify_broken(tmp_path, "  stand:\n", "  los:\n    type: verify\n    methods: [pin]\n  stand:\n")
+    assert f"{path}:{line_of(path, '  los:')}: step 'los' is unreachable from start step 'welkom' (no step goes to " \
+        "it, and no intent a route can take needs a level it guards)" in problems(path)
+
+
+def test_a_guarding_verify_step_is_reachable_only_through_the_intents_that_need_it(tmp_path):
+    path = verify_broken(tmp_path, "    identity: verified\n", "")
+    path.write_text(path.read_text().replace("    identity: known\n", ""))
+    assert any("step 'identificatie' is unreachable" in p for p in problems(path))
+
+
+def test_verify_messages_are_needed_only_in_a_flow_that_verifies(tmp_path):
+    path = verify_broken(tmp_path, "language: nl", "language: fy")
+    [missing] = [p for p in problems(path) if "has no built-in messages" in p]
+    assert "verify_customer_number" in missing and "reason_verification_failed" in missing
+    mini = broken(tmp_path, "language: nl", "language: fy")
+    [missing] = [p.split("define these under 'messages': ")[1] for p in problems(mini)
+                 if "has no built-in messages" in p]
+    assert "verify_" not in missing and "summary_identity" not in missing and "confirm_value" in missing
