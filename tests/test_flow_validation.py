@@ -259,6 +259,17 @@ def test_custom_level_names_need_the_methods_levels(tmp_path):
     assert load_flow(fixed).spec.identity.levels == ["anoniem", "bekend", "zeker"]
 
 
+def test_a_broken_identity_setting_leaves_the_rest_of_the_section_checked(tmp_path):
+    path = verify_broken(tmp_path, "  levels: [none, known, verified]\n  methods: {caller_id: known, customer_dob: "
+                         "verified, postcode_house: known, pin: verified}\n  max_attempts: 3\n",
+                         "  levels: [anoniem, bekend, zeker]\n  methods: {caller_id: bekend, customer_dob: zeker, "
+                         "postcode_house: bekend, pin: zeker}\n  max_attempts: 30\n")
+    path.write_text(path.read_text().replace("identity: verified", "identity: zeker")
+                    .replace("identity: known", "identity: bekend"))
+    assert problems(path) == [f"{path}:{line_of(path, 'max_attempts: 30')}: 'identity': 'max_attempts' must be "
+                              "at most 10, not 30"]
+
+
 def test_an_intent_needing_identity_in_a_flow_without_verify_step(tmp_path):
     path = broken(tmp_path, "    label: uw meterstand doorgeven\n",
                   "    label: uw meterstand doorgeven\n    identity: verified\n")

@@ -224,7 +224,8 @@ def salvage(tree: Any, error: ValidationError, rounds: int = 4) -> Salvaged | No
                     dropped.add(str(loc[1]))
             elif loc[0] in _REQUIRED:
                 return None
-            elif loc[0] in ("intents", "prompts", "messages") and len(loc) >= 2 and isinstance(plain.get(loc[0]), dict):
+            elif loc[0] in ("intents", "prompts", "messages", "identity") and len(loc) >= 2 \
+                    and isinstance(plain.get(loc[0]), dict):
                 plain[loc[0]].pop(loc[1], None)
             else:
                 plain.pop(loc[0], None)
