@@ -185,7 +185,7 @@ def test_flows_check_command(tmp_path):
 
 # -- identity and verify steps ---------------------------------------------------------------------
 
-VERIFY = Path(__file__).parent / "data" / "verify.yaml"
+VERIFY = Path(__file__).parent / "data" / "verify" / "verify.yaml"
 
 
 def verify_broken(tmp_path, old: str, new: str) -> Path:

@@ -1,7 +1,7 @@
 """What `voicebot audio build` renders (``static_sentences``) against what the engine says.
 
 Every scenario in flows/scenarios/*.yaml (calls by voice and by keypad) runs through the engine,
-and every listening step of every flow (and of tests/data/verify.yaml, which verifies callers
+and every listening step of every flow (and of tests/data/verify/verify.yaml, which verifies callers
 with every method) is visited by voice and by keypad with silences, misses, wrong keys and a
 person asked for, every intent's offer to go on with an earlier call is answered, and
 verification is driven through every outcome of the identity check. ``sentences.fill`` is wrapped
@@ -26,7 +26,7 @@ from voicebot.flow.schema import RouteStep, VerifyStep
 from voicebot.simulator import load_scenarios, run_scenario
 
 REPO = Path(__file__).resolve().parent.parent
-FLOW_FILES = sorted((REPO / "flows").glob("*.yaml")) + [REPO / "tests" / "data" / "verify.yaml"]
+FLOW_FILES = sorted((REPO / "flows").glob("*.yaml")) + [REPO / "tests" / "data" / "verify" / "verify.yaml"]
 SCENARIOS = sorted((REPO / "flows" / "scenarios").glob("*.yaml"))
 SLOT = "\u2063"  # invisible separator: marks text that holds a slot value
 OPEN = "2026-11-23T10:00:00"     # a Monday morning

@@ -1,6 +1,7 @@
-"""Verify steps through the pure engine, with the identity adapter's answers made by hand.
+"""Verify steps through the pure engine, with the identity adapter's answers made by hand
+(``Call`` does not settle checks: each ``CheckIdentity`` is answered by the test).
 
-The flow is tests/data/verify.yaml: 'meterstand' needs 'verified' (customer number and date of
+The flow is tests/data/verify/verify.yaml: 'meterstand' needs 'verified' (customer number and date of
 birth), 'factuur' needs 'known' (caller ID first), 'rekening' asks the customer number itself and
 then only the PIN, 'storing' checks house number and postcode.
 """
@@ -10,14 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.dialog.actions import CheckIdentity, Hangup, Listen, Say, Transfer
+from identity_fakes import ANNA, FakeDirectory
 from voicebot.dialog import keypad
-from voicebot.dialog.events import Digits, IdentityChecked, SpeechUnavailable, Utterance
+from voicebot.dialog.actions import CheckIdentity, Hangup, Listen, Say, Transfer
+from voicebot.dialog.engine import DialogEngine
+from voicebot.dialog.events import CallStarted, Digits, Event, IdentityChecked, NoInput, SpeechUnavailable, Utterance
 from voicebot.dialog.state import CallState
-from voicebot.flow import load_flow, parse_flow
+from voicebot.flow import Flow, load_flow, parse_flow
+from voicebot.flow.schema import VERIFY_METHODS
+from voicebot.identity.lockout import MemoryLockout
+from voicebot.identity.methods import METHODS
+from voicebot.identity.service import IdentityService
 from voicebot.simulator import Simulation
 
-VERIFY_FILE = Path(__file__).parent / "data" / "verify.yaml"
+VERIFY_FILE = Path(__file__).parent / "data" / "verify" / "verify.yaml"
 FLOW = load_flow(VERIFY_FILE)
 WEEKDAY = "2026-11-23T10:00:00"
 CALLER = "+31612345678"
@@ -32,8 +39,32 @@ PIN = "9081"
 SECRETS = (BIRTH_ISO, BIRTH_KEYS, "1970", "maart", "negentienzeventig", "zevenennegentig", "9731", "KL", PIN)
 
 
-def sim(flow=FLOW, **kw) -> Simulation:
-    return Simulation(flow, at=kw.pop("at", WEEKDAY), caller=kw.pop("caller", CALLER), **kw)
+class Call:
+    """One call on the engine alone: events in, actions out, checks left to the test."""
+
+    def __init__(self, flow: Flow, *, caller: str, at: str, speech: bool = True):
+        self.engine = DialogEngine(flow)
+        self.state, self.opening = self.engine.start(CallStarted(call_id="V-1", caller=caller, at=at, speech=speech))
+
+    @property
+    def ended(self) -> bool:
+        return self.state.ended
+
+    def send(self, event: Event) -> list:
+        return self.engine.handle(self.state, event)
+
+    def say(self, text: str) -> list:
+        return self.send(Utterance(text))
+
+    def keys(self, digits: str) -> list:
+        return self.send(Digits(digits))
+
+    def silence(self) -> list:
+        return self.send(NoInput())
+
+
+def sim(flow=FLOW, **kw) -> Call:
+    return Call(flow, at=kw.pop("at", WEEKDAY), caller=kw.pop("caller", CALLER), **kw)
 
 
 def said(actions) -> str:
@@ -52,7 +83,7 @@ def transfer(actions) -> Transfer:
     return found[0]
 
 
-def answer(s: Simulation, method: str, outcome: str, customer=CUSTOMER):
+def answer(s: Call, method: str, outcome: str, customer=CUSTOMER):
     return s.send(IdentityChecked(method=method, outcome=outcome, customer=customer if outcome == "match" else None))
 
 
@@ -129,6 +160,17 @@ def test_house_number_and_postcode_pass():
     no_secrets(s.state.to_dict(), t.context)
 
 
+def test_a_house_number_with_a_letter_and_a_birth_date_keyed_as_six_digits():
+    s = sim()
+    s.say("ik heb een storing")
+    s.say("twaalf a")
+    assert check(s.say(POSTCODE_SPOKEN)).values["house_number"] == "12A"
+    s = sim()
+    s.say("meterstand doorgeven")
+    s.keys("123456")
+    assert check(s.keys("050370")).values["birth_date"] == BIRTH_ISO     # a two-digit year lies in the past
+
+
 def test_house_number_and_postcode_fail():
     s = sim()
     s.say("ik heb een storing")
@@ -177,7 +219,7 @@ def test_a_pin_said_aloud_is_not_taken():
     s.say("ik wil mijn rekeningnummer wijzigen")
     s.keys("123456")
     actions = s.say("negen nul acht een")
-    assert "niet goed verstaan" in said(actions) and "pincode" in said(actions)
+    assert "niet goed verstaan" in said(actions) and "Zeg hem niet hardop" in said(actions)
     assert not any(isinstance(a, CheckIdentity) for a in actions)
     heard = [e for e in s.state.transcript if e["who"] == "caller" and e["step"] == "pin_controle"]
     assert heard == [{"who": "caller", "step": "pin_controle", "text": "[verborgen]", "confidence": 1.0}]
@@ -383,7 +425,7 @@ def test_silence_and_misses_follow_the_engine_rules():
     s.say("meterstand doorgeven")
     s.say("een twee drie vier vijf zes")
     actions = s.say("blub blab")
-    assert "niet goed verstaan" in said(actions) and "Zegt u de datum" in said(actions)
+    assert "niet goed verstaan" in said(actions) and "Zegt u uw geboortedatum" in said(actions)
     assert transfer(s.say("blub")).reason == "low_confidence"
 
 
@@ -475,7 +517,7 @@ def test_an_answer_nobody_asked_for_is_ignored():
 
 def test_the_agent_summary_of_a_flow_without_verification_is_unchanged():
     mini = load_flow(Path(__file__).parent / "data" / "mini.yaml")
-    s = Simulation(mini, at=WEEKDAY)
+    s = sim(mini)
     t = transfer(s.say("medewerker"))
     assert "Identiteit" not in t.context["summary"]
     assert t.context["identity"] == {"verified": False, "level": "none", "method": None, "customer": None,
@@ -491,3 +533,37 @@ def test_a_whole_verified_call_ends_normally():
     actions = s.say("twaalfduizend")
     assert isinstance(actions[-1], Hangup) and s.state.outcome == "hangup"
     no_secrets(s.state.to_dict())
+
+
+# -- with the identity service and a directory ----------------------------------------------------
+
+def test_the_checks_values_are_what_the_identity_service_compares():
+    """The engine's values and the service's rules agree on every method (a directory in a dict,
+    lockout counters in this process)."""
+    assert VERIFY_METHODS == METHODS
+
+    def call(caller: str = "+31600000000") -> Simulation:
+        service = IdentityService(FakeDirectory(), None, "salt", 5, 30, lockout=MemoryLockout(5, 1800))
+        return Simulation(FLOW, at=WEEKDAY, caller=caller, identity=service)
+
+    dob = call()
+    dob.say("meterstand doorgeven")
+    dob.say("een nul nul twee drie vier")
+    actions = dob.say("zeventien mei negentientachtig")
+    assert dob.state.identity["level"] == "verified" and "Dank u, dat klopt." in said(actions)
+    assert dob.state.identity["customer"] == ANNA.public() and dob.state.step == "stand"
+    pin = call()
+    pin.say("ik wil mijn rekeningnummer wijzigen")
+    pin.keys("100234")
+    assert transfer(pin.keys("4321")).context["identity"]["method"] == "pin"
+    address = call()
+    address.say("ik heb een storing")
+    address.say("twaalf")
+    assert transfer(address.say("twaalf vierendertig a b")).context["identity"]["level"] == "known"
+    known = call(caller=ANNA.phones[0])
+    t = transfer(known.say("ik heb een vraag over mijn factuur"))
+    assert t.queue == "facturen" and t.context["identity"]["method"] == "caller_id"
+    wrong = call()
+    wrong.say("meterstand doorgeven")
+    wrong.say("een nul nul twee drie vier")
+    assert said(wrong.say("achttien mei negentientachtig")) == "Dat klopt helaas niet. Wat is uw klantnummer?"

@@ -207,8 +207,8 @@ def resume_yes(flow: Flow) -> str:
 
 # -- a verify step -------------------------------------------------------------------------------
 
-_SPOKEN_HINTS = {"customer_number": "hint_digits", "birth_date": "hint_date", "house_number": "hint_number",
-                 "postcode": "hint_postcode"}
+_SPOKEN_HINTS = {"customer_number": "hint_digits", "birth_date": "hint_birth_date",
+                 "house_number": "hint_house_number", "postcode": "hint_postcode"}
 _KEY_HINTS = {"birth_date": "keys_date", "house_number": "keys_number"}
 
 
@@ -226,7 +226,10 @@ def verify_question(flow: Flow, field: str, by_keys: bool = False) -> str:
 
 
 def verify_reprompt(flow: Flow, field: str, by_keys: bool = False) -> str:
-    """The question asked again after a miss or a silence: with how to say it (by keys: the same)."""
+    """The question asked again after a miss or a silence: with how to say it (by keys: the same
+    question). A PIN: how to key it, and not to say it aloud."""
+    if field in verification.KEYS_ONLY:
+        return flow.msg(f"hint_{field}")
     if by_keys or field not in _SPOKEN_HINTS:
         return verify_question(flow, field, by_keys)
     return f"{flow.msg(f'verify_{field}')} {flow.msg(_SPOKEN_HINTS[field])}"

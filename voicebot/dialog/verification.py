@@ -7,8 +7,11 @@ full postcode). The engine keeps the values that are not secret as ordinary slot
 a secret goes from the caller's answer straight into the ``CheckIdentity`` action and is never kept
 in the call state, not even hashed.
 
-A PIN is only ever keyed in, so it never passes through speech recognition; the letters of a
-postcode cannot be keyed, so that method is skipped on a call that runs by keypad.
+Each value is read by the slot parser of its kind (``nlu.slots``: a date of birth lies in the past,
+a house number may carry a letter) and keyed by the keypad rules of that kind
+(``keypad.value_from_keys``), so a verify question understands what an ``ask`` step would. A PIN
+is only ever keyed in, so it never passes through speech recognition; the letters of a postcode
+cannot be keyed, so that method is skipped on a call that runs by keypad.
 
 Pure: no I/O, no call state beyond the plain values passed in.
 """
@@ -18,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from voicebot.dialog import keypad
 from voicebot.dialog.events import Digits, Event, Utterance
 from voicebot.flow.schema import AskStep, FlowSpec, VerifyStep
-from voicebot.nlu.slots import parse_slot
+from voicebot.nlu.numbers import digit_phrases
+from voicebot.nlu.slots import PIN_LENGTH, parse_slot
 
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "caller_id": (),
@@ -39,19 +44,11 @@ KEYS_ONLY = frozenset({"pin"})
 SPEECH_ONLY = frozenset({"postcode"})
 """Values keys cannot give (the postcode's letters)."""
 
-BIRTH_DATE_SLOT = "date"
-"""The slot parser a spoken date of birth goes through."""
+SLOT_TYPES = {"customer_number": "digits", "birth_date": "birth_date", "house_number": "house_number",
+              "postcode": "postcode", "pin": "pin"}
+"""The slot type whose parser and keypad rule read each value."""
 
 CUSTOMER_NUMBER_LENGTH = (6, 10)
-HOUSE_NUMBER_LENGTH = (1, 5)
-PIN_LENGTH = (4, 8)
-OLDEST_CALLER_YEARS = 130
-
-SPOKEN_DIGITS: dict[str, tuple[str, ...]] = {
-    "nl": ("nul", "een", "één", "twee", "drie", "vier", "vijf", "zes", "zeven", "acht", "negen"),
-    "en": ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
-}
-"""The words of a constrained grammar for a number said digit by digit."""
 
 
 def new_progress(step: str, *, then: str | None = None, needed: str | None = None) -> dict[str, Any]:
@@ -99,68 +96,42 @@ def customer_number_length(spec: FlowSpec) -> tuple[int, int]:
     return CUSTOMER_NUMBER_LENGTH
 
 
-def _lengths(spec: FlowSpec) -> dict[str, tuple[int, int]]:
-    return {"customer_number": customer_number_length(spec), "house_number": HOUSE_NUMBER_LENGTH,
-            "pin": PIN_LENGTH}
+def _length(spec: FlowSpec, field: str) -> tuple[int, int] | None:
+    return {"customer_number": customer_number_length(spec), "pin": PIN_LENGTH}.get(field)
 
 
 def answer(spec: FlowSpec, field: str, event: Event, today: dt.date, keypad_only: bool) -> str | None:
     """The value the caller gave for ``field`` as the check wants it (digits as text, a date of birth
-    as ISO ``YYYY-MM-DD``, a postcode as ``1234AB``), or None when the answer holds none."""
-    language = spec.language
-    length = _lengths(spec).get(field)
+    as ISO ``YYYY-MM-DD``, a postcode as ``1234AB``, a house number as ``12A``), or None when the
+    answer holds none. Keys are read at every question (at a postcode they give nothing)."""
+    kind, length = SLOT_TYPES[field], _length(spec, field)
     if isinstance(event, Digits):
-        return _from_keys(field, event.digits, length, today)
-    if not isinstance(event, Utterance) or keypad_only or field in KEYS_ONLY:
-        return None
-    text = event.text
-    if field in ("customer_number", "house_number"):
-        return parse_slot("digits", text, language, length=length)
-    if field == "birth_date":
-        return _birth_date(parse_slot(BIRTH_DATE_SLOT, text, language, today=today), today)
-    if field == "postcode":
-        found = parse_slot("postcode", text, language)
-        return found.replace(" ", "") if found else None
-    return None
-
-
-def _from_keys(field: str, keys: str, length: tuple[int, int] | None, today: dt.date) -> str | None:
-    if not keys.isdigit() or field in SPEECH_ONLY:
-        return None
-    if field == "birth_date":
-        if len(keys) != 8:
+        if field in SPEECH_ONLY:
             return None
-        try:
-            day = dt.date(int(keys[4:]), int(keys[2:4]), int(keys[:2]))
-        except ValueError:
-            return None
-        return _birth_date(day, today)
-    if length and not length[0] <= len(keys) <= length[1]:
+        value = keypad.value_from_keys(kind, event.digits, length=length, today=today)
+    elif isinstance(event, Utterance) and not keypad_only and field not in KEYS_ONLY:
+        value = parse_slot(kind, event.text, spec.language, length=length, today=today)
+    else:
         return None
-    return keys
-
-
-def _birth_date(day: Any, today: dt.date) -> str | None:
-    """A date of birth lies in the past, within a lifetime."""
-    if not isinstance(day, dt.date) or day >= today or day.year < today.year - OLDEST_CALLER_YEARS:
+    if value is None:
         return None
-    return day.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).replace(" ", "") if field == "postcode" else str(value)
 
 
 def max_digits(spec: FlowSpec, field: str | None) -> int | None:
     """Keys that end an entry by themselves (else the finish key does). At a postcode keys can only
     ask for a person, so one key ends the entry and a lone 0 is heard at once."""
-    if field == "birth_date":
-        return 8
+    if field is None:
+        return None
     if field in SPEECH_ONLY:
         return 1
-    if field == "customer_number":
-        return customer_number_length(spec)[1]
-    return None
+    return keypad.digits_for(SLOT_TYPES[field], _length(spec, field))
 
 
 def phrases(field: str | None, language: str) -> tuple[str, ...]:
-    """A constrained grammar for answers said digit by digit (empty: free recognition)."""
+    """A constrained grammar for numbers (empty: free recognition, as for a date or a postcode)."""
     if field in ("customer_number", "house_number"):
-        return SPOKEN_DIGITS.get(language, ())
+        return digit_phrases(language)
     return ()

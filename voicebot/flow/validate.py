@@ -522,7 +522,7 @@ def _verify_step_problems(check: Checker, spec: FlowSpec, sid: str, step: Verify
                   f"(the highest they give is '{spec.reach(step)}')")
 
 
-VERIFY_SLOTS = {"customer_number": ("digits",), "house_number": ("digits", "number")}
+VERIFY_SLOTS = {"customer_number": ("digits",), "house_number": ("house_number", "digits", "number")}
 """Slots a verify step reads when an ask step filled them earlier, and the types that fit."""
 
 
