@@ -226,6 +226,8 @@ def test_verify_flow_is_valid():
      "identity.methods: unknown verification method 'caller_ide'; did you mean 'caller_id'?"),
     ("customer_dob: verified,", "customer_dob: verifeid,", "customer_dob: verifeid",
      "identity.methods: method 'customer_dob' gives unknown level 'verifeid'; did you mean 'verified'?"),
+    ("{caller_id: known,", "{caller_id: verified,", "caller_id: verified",
+     "identity.methods: caller_id cannot give the highest level 'verified': a calling number can be spoofed"),
     ("levels: [none, known, verified]", "levels: [none, known, known, verified]", "levels:",
      "identity level 'known' is listed twice"),
     ("    methods: [pin]\n", "    method: [pin]\n", "method: [pin]",

@@ -277,7 +277,7 @@ def test_a_spoofed_caller_id_cannot_reach_an_intent_that_needs_verified():
     assert t.context["identity"]["verified"] is False and t.context["identity"]["level"] == "known"
 
 
-def test_a_caller_id_never_gives_more_than_its_level_even_when_the_flow_says_so_elsewhere():
+def test_a_method_that_cannot_raise_the_level_is_not_tried():
     flow = parse_flow(VERIFY_FILE.read_text().replace("caller_id: known,", "caller_id: none,"), "weak.yaml")
     s = sim(flow)
     actions = s.say("ik heb een vraag over mijn factuur")

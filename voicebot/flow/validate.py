@@ -465,6 +465,10 @@ def _identity_problems(check: Checker, spec: FlowSpec) -> None:
         elif level not in levels:
             check.add(["identity", "methods", method], f"identity.methods: method '{method}' gives unknown level "
                       f"'{level}'{did_you_mean(level, levels)} (the levels are {', '.join(levels)})")
+        elif method == "caller_id" and level == levels[-1]:
+            check.add(["identity", "methods", method], f"identity.methods: caller_id cannot give the highest level "
+                      f"'{level}': a calling number can be spoofed, so it never verifies a caller alone "
+                      "(give it a lower level)")
     verify = {sid: step for sid, step in spec.steps.items() if isinstance(step, VerifyStep)}
     for sid, step in verify.items():
         _verify_step_problems(check, spec, sid, step)
