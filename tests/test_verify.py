@@ -42,9 +42,10 @@ SECRETS = (BIRTH_ISO, BIRTH_KEYS, "1970", "maart", "negentienzeventig", "zevenen
 class Call:
     """One call on the engine alone: events in, actions out, checks left to the test."""
 
-    def __init__(self, flow: Flow, *, caller: str, at: str, speech: bool = True):
+    def __init__(self, flow: Flow, *, caller: str, at: str, speech: bool = True, earlier: dict | None = None):
         self.engine = DialogEngine(flow)
-        self.state, self.opening = self.engine.start(CallStarted(call_id="V-1", caller=caller, at=at, speech=speech))
+        self.state, self.opening = self.engine.start(CallStarted(call_id="V-1", caller=caller, at=at, speech=speech,
+                                                                 earlier=earlier))
 
     @property
     def ended(self) -> bool:
@@ -500,6 +501,25 @@ def test_a_resumed_call_asks_the_current_question_again_and_keeps_where_it_goes(
     check(s.say(BIRTH_SPOKEN))
     answer(s, "customer_dob", "match")
     assert s.state.step == "stand"
+
+
+def test_a_call_going_on_where_an_earlier_one_stopped_verifies_again():
+    """The earlier call stopped at the guarding verify step, verified by caller ID: the new call asks
+    again (identity is never carried over), skips the customer number it kept, and then goes on at
+    the intent's route."""
+    earlier = sim().state.to_dict()
+    earlier.update(step="identificatie", intent="meterstand", slots={"customer_number": "123456"},
+                   identity={"level": "known", "method": "caller_id", "customer": CUSTOMER, "verified": False,
+                             "attempts": [{"method": "caller_id", "outcome": "match"}]})
+    s = sim(earlier=earlier)
+    assert "U belde net over uw meterstand" in said(s.opening)
+    actions = s.say("ja")
+    assert s.state.identity["level"] == "none" and s.state.step == "identificatie"
+    assert "geboortedatum" in said(actions) and "klantnummer" not in said(actions)
+    asked = check(s.say(BIRTH_SPOKEN))
+    assert asked.values == {"customer_number": "123456", "birth_date": BIRTH_ISO}
+    actions = answer(s, "customer_dob", "match")
+    assert s.state.step == "stand" and "meterstand" in said(actions)
 
 
 def test_an_answer_nobody_asked_for_is_ignored():
