@@ -130,7 +130,7 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
         flow = load_flow_file(ctx, flow_path(ctx, flow_file or defaults.get("flow")))
-        identity = chat_identity(settings_from(ctx), flow, shared=False)
+        identity = chat_identity(settings_from(ctx), flow, shared=False, customers=defaults.get("customers"))
         failed = 0
         for scenario in scenarios:
             result = simulator.run_scenario(flow, scenario, caller=caller if caller != "+31612345678"

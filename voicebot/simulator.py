@@ -222,6 +222,8 @@ class ChatScript(Spec):
     called: str | None = None
     at: str | None = Field(None, description="'at' is a time, e.g. at: \"2026-11-23T10:00:00\"")
     speech: bool | None = Field(None, description=SPEECH)
+    customers: str | None = Field(None, description="'customers' is a CSV file of customers, "
+                                  "e.g. customers: ../customers-demo.csv")
     scenarios: list[ChatScenario] = Field(min_length=1, description="'scenarios' must be a non-empty list")
 
     _numbers = quoted_numbers("caller", "called")
@@ -247,6 +249,10 @@ class ScenarioResult:
 def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A scenario file: defaults (flow, caller, at) and a list of scenarios with turns.
 
+    ``customers``: a CSV file (the format of `voicebot customers import`) whose customers answer
+    the scenarios' identity checks instead of the configured directory, so a script runs the same
+    on every machine.
+
     ``speech: false`` (on the file, as a default, or on one scenario) runs the call without speech
     recognition, by keypad. A file with ``turns`` (and a ``name``) at the top is one scenario."""
     path = Path(path)
@@ -259,10 +265,10 @@ def load_scenarios(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
         script = ChatScript.model_validate(data).given()
     except ValidationError as exc:
         raise ScenarioError(_explain(path, data, exc)) from None
-    defaults = {k: script[k] for k in ("flow", "caller", "called", "at") if k in script}
-    if "flow" in defaults:
-        defaults["flow"] = str((path.parent / defaults["flow"]).resolve()) if not Path(defaults["flow"]).is_absolute() \
-            else defaults["flow"]
+    defaults = {k: script[k] for k in ("flow", "caller", "called", "at", "customers") if k in script}
+    for key in ("flow", "customers"):      # relative to the scenario file
+        if key in defaults and not Path(defaults[key]).is_absolute():
+            defaults[key] = str((path.parent / defaults[key]).resolve())
     scenarios = script["scenarios"]
     for scenario in scenarios:
         for key in ("speech", "called"):

@@ -85,11 +85,12 @@ def load_flow_file(ctx: click.Context, path: str) -> Flow:
         sys.exit(1)
 
 
-def chat_identity(settings: Settings, flow: "Flow", *, shared: bool = True,
+def chat_identity(settings: Settings, flow: "Flow", *, shared: bool = True, customers: str | None = None,
                          note: Callable[[str], None] = lambda line: None) -> "IdentityService | None":
     """The identity checks of a chat: None when ``flow`` has no verify step, else the configured
     directory with lockout counters in Redis when ``shared`` and Redis answers, else in this
-    process (``note`` is told so, in one line)."""
+    process (``note`` is told so, in one line). ``customers``: a CSV file whose customers answer
+    instead of the configured directory (a scenario file's ``customers:``)."""
     from voicebot.identity.service import IdentityService, uses_verification
 
     if not uses_verification([flow]):
@@ -109,5 +110,14 @@ def chat_identity(settings: Settings, flow: "Flow", *, shared: bool = True,
         if shared:
             note(f"no Redis at {shown_url(settings.redis_url)} ({problem}): failed identity checks count "
                  "in this chat only")
-    return IdentityService(open_directory(section), None, settings.hash_salt, section.lockout_attempts,
+    if customers:
+        from voicebot.identity.csvimport import directory_from_csv
+
+        try:
+            directory = directory_from_csv(customers)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"customers: {exc}") from None
+    else:
+        directory = open_directory(section)
+    return IdentityService(directory, None, settings.hash_salt, section.lockout_attempts,
                            section.lockout_minutes, lockout=lockout)

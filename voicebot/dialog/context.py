@@ -55,10 +55,16 @@ def _details(state: CallState, flow: Flow, mask: bool, replies: bool = True) -> 
             return flow.msg("postcode_digits_only", digits=value)
         return masked(value, kind) if mask else str(value)
 
-    parts = [f"{name.replace('_', ' ')} {shown(name, value)}" for name, value in state.slots.items()
+    parts = [f"{word(flow, name)} {shown(name, value)}" for name, value in state.slots.items()
              if replies or types.get(name) != "yes_no"]
-    parts += [f"{name.replace('_', ' ')} {flow.msg('provided')}" for name in state.secrets]
+    parts += [f"{word(flow, name)} {flow.msg('provided')}" for name in state.secrets]
     return flow.msg("summary_slots", slots=", ".join(parts)) if parts else ""
+
+
+def word(flow: Flow, name: str) -> str:
+    """How a slot, method, outcome or level name reads in a summary: the flow's ``word_<name>``
+    message, else the name with spaces."""
+    return flow.messages.get(f"word_{name}") or str(name).replace("_", " ")
 
 
 def identity(state: CallState) -> dict[str, Any]:
@@ -80,10 +86,10 @@ def _identity_summary(state: CallState, flow: Flow) -> str:
     if not found.get("attempts") and not any(isinstance(s, VerifyStep) for s in flow.spec.steps.values()):
         return ""
     if found.get("method"):
-        parts = [flow.msg("summary_identity", level=found["level"], method=found["method"].replace("_", " "))]
+        parts = [flow.msg("summary_identity", level=word(flow, found["level"]), method=word(flow, found["method"]))]
     else:
         parts = [flow.msg("summary_identity_none")]
-    tried = [f"{a['method'].replace('_', ' ')} {a['outcome'].replace('_', ' ')}" for a in found.get("attempts", [])]
+    tried = [f"{word(flow, a['method'])} {word(flow, a['outcome'])}" for a in found.get("attempts", [])]
     if tried:
         parts.append(flow.msg("summary_identity_attempts", attempts=", ".join(tried)))
     return " ".join(parts)

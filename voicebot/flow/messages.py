@@ -96,6 +96,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "summary_identity": "Identiteit: {level}, via {method}.",
         "summary_identity_none": "Identiteit: niet vastgesteld.",
         "summary_identity_attempts": "Controles: {attempts}.",
+        "word_customer_number": "klantnummer",
+        "word_house_number": "huisnummer",
+        "word_caller_id": "nummerherkenning",
+        "word_customer_dob": "klantnummer en geboortedatum",
+        "word_postcode_house": "postcode en huisnummer",
+        "word_pin": "pincode",
+        "word_match": "klopte",
+        "word_no_match": "klopte niet",
+        "word_locked": "geblokkeerd na te veel pogingen",
+        "word_unavailable": "niet te controleren",
+        "word_none": "onbekend",
+        "word_known": "bekend",
+        "word_verified": "geverifieerd",
     },
     "en": {
         "confirm_intent": "You want to {label}, is that right?",
@@ -168,10 +181,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "summary_identity": "Identity: {level}, by {method}.",
         "summary_identity_none": "Identity: not verified.",
         "summary_identity_attempts": "Checks: {attempts}.",
+        "word_customer_number": "customer number",
+        "word_house_number": "house number",
+        "word_caller_id": "caller ID",
+        "word_customer_dob": "customer number and date of birth",
+        "word_postcode_house": "postcode and house number",
+        "word_pin": "PIN",
+        "word_match": "matched",
+        "word_no_match": "did not match",
+        "word_locked": "locked after too many attempts",
+        "word_unavailable": "could not be checked",
+        "word_none": "unknown",
+        "word_known": "known",
+        "word_verified": "verified",
     },
 }
 
-MESSAGE_KEYS = frozenset(MESSAGES["en"])
+MESSAGE_KEYS = frozenset(k for k in MESSAGES["en"] if not k.startswith("word_"))
+"""Every message a flow in a language without a pack here must give. The ``word_*`` entries are
+optional: how a slot, method, outcome or level name reads in a summary (``word_customer_number``
+-> "klantnummer"); without one the name is shown with spaces for underscores."""
 IDENTITY_KEYS = frozenset(k for k in MESSAGE_KEYS if k.startswith(("verify_", "summary_identity"))) | {
     "reason_verification_failed"}
 """Messages only a flow with a verify step uses (a flow in another language gives them only then)."""

@@ -186,3 +186,22 @@ def import_customers(path: str | Path, directory: SqliteDirectory, *, update: bo
         return result
     result.pins = sum(1 for row in rows if row.pin is not None)
     return result
+
+
+def directory_from_csv(path: str | Path) -> SqliteDirectory:
+    """A throwaway directory holding just the customers of ``path``, for scripted calls
+    (``customers:`` in a scenario file): a run never depends on, or changes, the real directory.
+    The SQLite file lives in a private temporary folder removed when the directory is collected
+    or the process ends. Raises ``ValueError`` naming every bad row when the file has any."""
+    import shutil
+    import tempfile
+    import weakref
+
+    folder = tempfile.mkdtemp(prefix="voicebot-customers-")
+    directory = SqliteDirectory(Path(folder) / "customers.sqlite3")
+    weakref.finalize(directory, shutil.rmtree, folder, True)
+    result = import_customers(path, directory)
+    if result.problems:
+        directory.close()
+        raise ValueError("\n".join(str(p) for p in result.problems))
+    return directory
