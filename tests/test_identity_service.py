@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import json
 import re
 import secrets
 import socket
@@ -439,3 +440,26 @@ def test_only_flows_with_a_verify_step_use_verification():
 
     assert not uses_verification([flow("say", "route"), flow("ask")])
     assert uses_verification([flow("say"), flow("route", "verify")])
+
+
+def test_redis_down_during_verification_hands_the_caller_over_unverified():
+    """A whole call on the verify test flow with the lockout's Redis gone: the caller answers both
+    questions, nothing is compared, and a person takes over with reason verification_failed."""
+    from voicebot import simulator
+    from voicebot.dialog.actions import Transfer
+    from voicebot.flow import load_flow
+
+    directory = FakeDirectory()
+    client = redis_client(f"redis://127.0.0.1:{_closed_port()}/0", "store")
+    svc = IdentityService(directory, client, "salt", ATTEMPTS, 30)
+    sim = simulator.Simulation(load_flow(DATA / "verify" / "verify.yaml"), caller="", identity=svc,
+                               at="2026-11-23T10:00:00")
+    sim.say("ik wil mijn meterstand doorgeven")
+    sim.keys("100234")
+    actions = sim.keys("17051980")
+    transfer = next(a for a in actions if isinstance(a, Transfer))
+    assert transfer.reason == "verification_failed"
+    assert transfer.context["identity"]["verified"] is False
+    assert transfer.context["identity"]["attempts"] == [{"method": "customer_dob", "outcome": "unavailable"}]
+    assert directory.lookups == []
+    assert "17051980" not in json.dumps(transfer.context) and "1980-05-17" not in json.dumps(transfer.context)
