@@ -316,3 +316,94 @@ def test_silence_during_confirmation_repeats_the_question():
     s.keys("1234567")
     actions = s.send(NoInput())
     assert "Ik noteer 1 2 3 4 5 6 7" in said(actions)
+
+
+# -- ask steps for the values that identify a caller --------------------------------------------------
+# tests/data/identity_questions.yaml asks them without `secret` or `input`: the slot types decide.
+
+QUESTIONS = Path(__file__).parent / "data" / "identity_questions.yaml"
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return load_flow(QUESTIONS)
+
+
+def listening(actions) -> Listen:
+    assert isinstance(actions[-1], Listen), actions
+    return actions[-1]
+
+
+def test_identity_slot_types_choose_how_they_are_answered(questions):
+    assert questions.step("pin").input_mode == "dtmf"
+    assert questions.step("geboren").input_mode == "both"
+    assert questions.step("huis").input_mode == "both"
+
+
+def test_a_birth_date_and_a_house_number_are_keyed_on_a_call_with_speech(questions):
+    s = Simulation(questions, at=WEEKDAY)
+    asked = s.keys("87654321")
+    assert s.state.step == "geboren"
+    assert listening(asked).speech and listening(asked).dtmf and listening(asked).max_digits == 8
+    asked = s.keys("12031975")
+    assert s.state.step == "huis" and "geboortedatum" in s.state.secrets
+    assert listening(asked).speech and listening(asked).max_digits is None    # a house number ends with #
+    assert "Huisnummer 12, klopt dat?" in said(s.keys("12"))
+    s.say("ja")
+    assert s.state.slots["huisnummer"] == "12" and s.state.step == "pin"
+
+
+def test_a_house_number_said_with_its_letter_is_read_back_as_number_and_letter(questions):
+    s = Simulation(questions, at=WEEKDAY)
+    drive(s, ["#87654321", "#12031975"])
+    assert "Huisnummer 12 A, klopt dat?" in said(s.say("twaalf a"))
+    s.say("ja")
+    assert s.state.slots["huisnummer"] == "12A"
+
+
+def test_a_pin_question_takes_keys_only_even_on_a_call_with_speech(questions):
+    s = Simulation(questions, at=WEEKDAY)
+    drive(s, ["#87654321", "#12031975", "#12"])
+    asked = s.say("ja")
+    assert s.state.step == "pin"
+    assert listening(asked).speech is False and listening(asked).dtmf and listening(asked).max_digits == 4
+    missed = s.say("een twee drie vier")                # a PIN said aloud is not taken
+    assert s.state.step == "pin" and "pincode" not in s.state.secrets
+    assert questions.msg("hint_pin") in said(missed)
+    assert listening(missed).speech is False
+    transfer(s.keys("1234"))
+    assert "pincode" in s.state.secrets
+
+
+def test_a_keyed_birth_date_must_lie_before_the_day_of_the_call(questions):
+    s = Simulation(questions, at="1990-06-01T10:00:00")
+    s.keys("87654321")
+    s.keys("15011995")                                  # after the call: no date of birth
+    assert s.state.step == "geboren" and "geboortedatum" not in s.state.secrets
+    s.keys("15011989")
+    assert s.state.step == "huis" and "geboortedatum" in s.state.secrets
+
+
+def test_a_birth_date_and_a_pin_are_secret_without_the_flow_saying_so(questions):
+    assert questions.secret_slots() == {"geboortedatum", "pincode"}
+    s = Simulation(questions, at=WEEKDAY)
+    s.keys("11223344")
+    doubtful = s.say("drie juni negentien achtenzestig", confidence=0.1)
+    assert "klopt dat" not in said(doubtful) and s.state.step == "geboren"    # never read back
+    s.say("drie juni negentien achtenzestig")
+    assert s.state.step == "huis"
+    drive(s, ["twaalf a", "ja"])
+    actions = s.keys("4321")
+    assert set(s.state.slots) == {"klantnummer", "huisnummer"}
+    assert set(s.state.secrets) == {"geboortedatum", "pincode"}
+    assert all(len(digest) == 64 for digest in s.state.secrets.values())
+    [sms] = [a for a in actions if isinstance(a, SendSms)]
+    assert "geboortedatum opgegeven" in sms.text and "pincode opgegeven" in sms.text
+    t = transfer(actions)
+    assert t.context["secrets_provided"] == ["geboortedatum", "pincode"]
+    redacted = questions.msg("redacted")
+    assert [e.get("text", e.get("digits")) for e in s.state.transcript
+            if e["who"] == "caller" and e["step"] in ("geboren", "pin")] == [redacted] * 3
+    everything = json.dumps([s.state.to_dict(), t.context, sms.text], ensure_ascii=False)
+    for value in ("1968", "achtenzestig", "juni", "4321"):
+        assert value not in everything, value

@@ -299,3 +299,56 @@ def test_verify_messages_are_needed_only_in_a_flow_that_verifies(tmp_path):
     [missing] = [p.split("define these under 'messages': ")[1] for p in problems(mini)
                  if "has no built-in messages" in p]
     assert "verify_" not in missing and "summary_identity" not in missing and "confirm_value" in missing
+
+
+QUESTIONS = Path(__file__).parent / "data" / "identity_questions.yaml"
+
+
+def questions_broken(tmp_path, old: str, new: str) -> Path:
+    text = QUESTIONS.read_text()
+    assert old in text, old
+    path = tmp_path / "questions.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+PIN_STEP = "    slot_type: pin\n    length: 4\n"
+BIRTH_STEP = "    slot_type: birth_date\n"
+
+
+def test_the_identity_questions_flow_is_valid():
+    assert load_flow(QUESTIONS).step("pin").length_range == (4, 4)
+
+
+@pytest.mark.parametrize("old, new, marker, message", [
+    (PIN_STEP, PIN_STEP + "    input: speech\n", "input: speech",
+     "step 'pin': a PIN is keyed only, never said aloud (anyone near the caller could hear it): "
+     "remove 'input' or write 'input: dtmf'"),
+    (PIN_STEP, PIN_STEP + "    input: both\n", "input: both", "step 'pin': a PIN is keyed only"),
+    (PIN_STEP, "    slot_type: pin\n    length: 3\n", "length: 3",
+     "step 'pin': a PIN has 4 to 8 digits, so its length must lie within 4 to 8"),
+    (PIN_STEP, "    slot_type: pin\n    length: [4, 10]\n", "length: [4, 10]", "a PIN has 4 to 8 digits"),
+    ("    slot_type: house_number\n", "    slot_type: house_number\n    length: 4\n", "length: 4",
+     "step 'huis': 'length' only applies to slot_type digits and pin"),
+    (BIRTH_STEP, BIRTH_STEP + "    confirm: Ik noteer {value}, klopt dat?\n", "confirm: Ik noteer",
+     "step 'geboren': a secret slot must never be said back, so it is never confirmed: remove 'confirm'"),
+    (BIRTH_STEP, BIRTH_STEP + "    confirm: Heeft u uw geboortedatum gegeven?\n", "confirm: Heeft u",
+     "a secret slot must never be said back"),
+    (PIN_STEP, PIN_STEP + "    confirm: Klopt {value}?\n", "confirm: Klopt", "a secret slot must never be said back"),
+    ("    say: Ik verbind u door met een medewerker.\n",
+     "    say: Ik verbind u door, uw geboortedatum is {geboortedatum}.\n", "uw geboortedatum is",
+     "step 'klaar': say would say secret slot 'geboortedatum' aloud"),
+    ("    say: Ik verbind u door met een medewerker.\n", "    say: Ik verbind u door, pincode {pincode}.\n",
+     "pincode {pincode}", "would say secret slot 'pincode' aloud"),
+])
+def test_identity_slot_types_in_ask_steps(tmp_path, old, new, marker, message):
+    path = questions_broken(tmp_path, old, new)
+    found = problems(path)
+    expected_prefix = f"{path}:{line_of(path, marker)}:"
+    assert any(p.startswith(expected_prefix) and message in p for p in found), (expected_prefix, message, found)
+
+
+@pytest.mark.parametrize("new", ["    slot_type: pin\n    length: 4\n    input: dtmf\n",
+                                 "    slot_type: pin\n    length: [4, 6]\n", "    slot_type: pin\n    length: 8\n"])
+def test_a_pin_may_be_narrowed_and_keyed(tmp_path, new):
+    assert load_flow(questions_broken(tmp_path, PIN_STEP, new)).step("pin").input_mode == "dtmf"

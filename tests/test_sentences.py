@@ -2,7 +2,8 @@
 
 Every scenario in flows/scenarios/*.yaml (calls by voice and by keypad) runs through the engine,
 and every listening step of every flow (and of tests/data/verify/verify.yaml, which verifies callers
-with every method) is visited by voice and by keypad with silences, misses, wrong keys and a
+with every method, and tests/data/identity_questions.yaml, which asks for the same values in
+ordinary questions) is visited by voice and by keypad with silences, misses, wrong keys and a
 person asked for, every intent's offer to go on with an earlier call is answered, and
 verification is driven through every outcome of the identity check. ``sentences.fill`` is wrapped
 so that a text filled from a template with a ``{slot}`` placeholder carries a marker: a Say
@@ -26,7 +27,8 @@ from voicebot.flow.schema import RouteStep, VerifyStep
 from voicebot.simulator import load_scenarios, run_scenario
 
 REPO = Path(__file__).resolve().parent.parent
-FLOW_FILES = sorted((REPO / "flows").glob("*.yaml")) + [REPO / "tests" / "data" / "verify" / "verify.yaml"]
+FLOW_FILES = sorted((REPO / "flows").glob("*.yaml")) + [REPO / "tests" / "data" / "verify" / "verify.yaml",
+                                                       REPO / "tests" / "data" / "identity_questions.yaml"]
 SCENARIOS = sorted((REPO / "flows" / "scenarios").glob("*.yaml"))
 SLOT = "\u2063"  # invisible separator: marks text that holds a slot value
 OPEN = "2026-11-23T10:00:00"     # a Monday morning
@@ -85,7 +87,8 @@ def _run_scenarios(flows) -> None:
 
 
 ANSWERS = {"yes_no": ["ja", "yes", "ja hoor", "yes please"], "number": ["12"], "date": ["5 maart 1970", "5 March 1970"],
-           "postcode": ["1234 AB"], "text": ["iets anders"]}
+           "postcode": ["1234 AB"], "text": ["iets anders"], "birth_date": ["12 maart 1975"],
+           "house_number": ["twaalf a"]}
 
 
 def _confirmations(flow, step) -> list[list]:
@@ -239,3 +242,11 @@ def test_static_sentences_are_made_by_the_sentence_functions_and_said(flows, hea
     assert {text for text in unsaid if not text.startswith(denied) and not any(q in text for q in questions)} == set()
 
 
+
+
+def test_a_secret_question_is_never_read_back_so_it_has_no_confirmation_sentences():
+    flow = load_flow(REPO / "tests" / "data" / "identity_questions.yaml")   # no step says `secret: true`
+    denied = flow.msg("confirm_no")
+    confirming = [text for text, _ in sentences.static_sentences(flow) if text.startswith(denied)]
+    assert any("huisnummer" in text for text in confirming)
+    assert not any("geboortedatum" in text or "pincode" in text for text in confirming), confirming

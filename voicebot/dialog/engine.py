@@ -260,9 +260,9 @@ class DialogEngine:
         else:
             verdict = assess(1.0, 1.0, event, self._confidence(step))
             decision, score = verdict.decision, verdict.score
-        if decision == ACCEPT and not (step.confirm and not step.secret):
+        if decision == ACCEPT and not (step.confirm and not step.is_secret):
             return self._take_slot(state, step, value)
-        if decision in (ACCEPT, CONFIRM) and not step.secret:
+        if decision in (ACCEPT, CONFIRM) and not step.is_secret:     # a secret is never read back
             shown = spoken(value, step.slot_type, self.flow.language, self.flow.messages)
             question = sentences.confirm_value(self.flow, step, self._values(state), shown, state.keypad_only) or ""
             state.pending = {"kind": "slot", "value": to_json(value), "score": score, "question": question}
@@ -270,7 +270,7 @@ class DialogEngine:
         return self._miss(state, step, "low_confidence")
 
     def _take_slot(self, state: CallState, step: AskStep, value: Any) -> list[Action]:
-        if step.secret:
+        if step.is_secret:
             digest = hmac.new(self._salt, str(to_json(value)).encode(), hashlib.sha256).hexdigest()
             state.secrets[step.slot] = digest
         else:
@@ -673,7 +673,7 @@ class DialogEngine:
         if isinstance(event, Digits):
             if mode == "speech" and not state.keypad_only:
                 return None
-            return keypad.from_keys(step, event.digits)
+            return keypad.from_keys(step, event.digits, today=today)
         if isinstance(event, Utterance) and mode != "dtmf":
             return parse_slot(step.slot_type, event.text, self.flow.language, length=step.length_range,
                               choices=step.choices, today=today)
@@ -693,7 +693,7 @@ class DialogEngine:
         """The call's slot values as the caller hears them, for the flow's ``{slot}`` placeholders."""
         return {step.slot: spoken(state.slots[step.slot], step.slot_type, self.flow.language, self.flow.messages)
                 for step in self.spec.steps.values()
-                if isinstance(step, AskStep) and step.slot in state.slots and not step.secret}
+                if isinstance(step, AskStep) and step.slot in state.slots and not step.is_secret}
 
     def _prompt(self, state: CallState, step_id: str, step: Any) -> Say:
         """A step's own prompt, which may have a recorded audio file under its prompt id
@@ -739,12 +739,10 @@ class DialogEngine:
                 phrases = tuple(p for v, ps in (step.choices or {}).items() for p in [v.replace("_", " "), *ps])
             if phrases or step.grammar:
                 phrases = tuple(dict.fromkeys([*phrases, *step.grammar, *words]))
-            rng = step.length_range
-            max_digits = rng[1] if rng else (8 if step.slot_type == "date" else None)
-            if step.slot_type == "yes_no" or (step.slot_type == "choice" and len(step.choices or {}) <= 9):
-                max_digits = 1   # one key answers, so a lone 0 reaches a person at once
+            # The same keys end an entry as on a keypad call (a yes/no in one key, so a lone 0 reaches
+            # a person at once; a date of birth in eight, a PIN at its longest length).
             return Listen(step=state.step, speech=mode != "dtmf", dtmf=True, phrases=phrases,
-                          no_input_timeout=timeout, max_digits=max_digits)
+                          no_input_timeout=timeout, max_digits=keypad.max_digits(step))
         if isinstance(step, FeedbackStep):
             return Listen(step=state.step, phrases=tuple(step.grammar), no_input_timeout=timeout, max_digits=1)
         phrases = tuple(dict.fromkeys([*step.grammar, *words])) if step.grammar else ()
@@ -788,7 +786,7 @@ class DialogEngine:
 
     def _redact(self, state: CallState, step: Any, text: str, keys: bool = False) -> str:
         """Secrets and full postcodes never reach the transcript; the parsed masked form does."""
-        if isinstance(step, AskStep) and step.secret:
+        if isinstance(step, AskStep) and step.is_secret:
             return self.flow.msg("redacted")
         if isinstance(step, VerifyStep) and (state.verify or {}).get("field") in verification.SECRET_FIELDS:
             return text if keys and text == "0" else self.flow.msg("redacted")

@@ -357,7 +357,7 @@ def _retries(flow: Flow, step_id: str, step: Any, keypad_only: bool) -> list[str
                   if kind != "invalid_key" or text != again or keypad_only]
     else:
         texts = [retry(flow, kind, again) for kind in kinds]
-        if not step.secret:
+        if not step.is_secret:
             texts.append(retry(flow, "confirm_no", again))
             questions = [confirm_value(flow, step, None, keypad_only=keypad_only)]
     return texts + [text for question in questions

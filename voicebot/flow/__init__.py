@@ -58,7 +58,7 @@ class Flow:
         return self.messages[key].format(**values)
 
     def secret_slots(self) -> set[str]:
-        return {s.slot for s in self.spec.steps.values() if isinstance(s, AskStep) and s.secret}
+        return {s.slot for s in self.spec.steps.values() if isinstance(s, AskStep) and s.is_secret}
 
 
 def _default_words(language: str, configured: dict[str, list[str]] | None) -> list[str]:

@@ -13,7 +13,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from voicebot.nlu.slots import SLOT_TYPES
+from voicebot.nlu.slots import SECRET_SLOT_TYPES, SLOT_TYPES
+
+KEYS_ONLY_SLOT_TYPES = frozenset({"pin"})
+"""Slot types answered by keypad only, on every call."""
+KEYABLE_SLOT_TYPES = frozenset({"digits", "number", "yes_no", "choice", "birth_date", "house_number"})
+"""Slot types said or keyed by default (``input: both``); the others are said unless the step sets
+``input`` (on a call without speech every keyable type is keyed, see ``dialog/keypad.py``)."""
 
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -181,9 +187,23 @@ class AskStep(StepBase):
 
     @property
     def input_mode(self) -> str:
+        """How the step may be answered when the flow does not say: ``dtmf`` for a PIN, ``both``
+        (said or keyed) for the types a keypad can enter, ``speech`` for the rest.
+
+        A PIN is keyed only: said aloud it can be overheard by anyone near the caller, and it would
+        pass through the speech recogniser. ``validate.py`` refuses ``input: speech`` or ``both`` on a
+        PIN, so a flow cannot turn this around."""
         if self.input:
             return self.input
-        return "both" if self.slot_type in ("digits", "number", "yes_no", "choice") else "speech"
+        if self.slot_type in KEYS_ONLY_SLOT_TYPES:
+            return "dtmf"
+        return "both" if self.slot_type in KEYABLE_SLOT_TYPES else "speech"
+
+    @property
+    def is_secret(self) -> bool:
+        """Is the value a secret (kept only as a salted hash, never said back, logged or sent)? A date of
+        birth and a PIN always are, whatever ``secret`` says; any other slot when the flow marks it."""
+        return self.secret or self.slot_type in SECRET_SLOT_TYPES
 
 
 class HoursStep(Strict):

@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from voicebot.errors import Problem
 from voicebot.flow.messages import IDENTITY_KEYS, MESSAGE_KEYS, MESSAGES
 from voicebot.flow.schema import (
-    LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, VERIFY_METHODS, AnswerStep, AskStep, Defaults, FeedbackStep,
-    FlowSpec, HangupStep, Hours, HoursStep, IdentitySettings, RouteStep, SayStep, SmsStep, TransferSettings,
-    TransferStep, VerifyStep, targets,
+    KEYS_ONLY_SLOT_TYPES, LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, VERIFY_METHODS, AnswerStep, AskStep, Defaults,
+    FeedbackStep, FlowSpec, HangupStep, Hours, HoursStep, IdentitySettings, RouteStep, SayStep, SmsStep,
+    TransferSettings, TransferStep, VerifyStep, targets,
 )
 from voicebot.flow.yamlsrc import line_of
 from voicebot.nlu.lexicon import DISCLOSURE
+from voicebot.nlu.slots import PIN_LENGTH
 
 _BUILTIN_PLACEHOLDERS = {"value"}
 _NEEDS_PROMPT = {"say", "answer", "route", "ask", "feedback"}
@@ -400,11 +401,14 @@ def _ask_problems(check: Checker, sid: str, step: AskStep) -> None:
             check.add(base, f"step '{sid}': slot_type choice needs 'choices'")
     elif step.choices:
         check.add(base + ["choices"], f"step '{sid}': 'choices' only applies to slot_type choice")
-    if step.length is not None and step.slot_type != "digits":
-        check.add(base + ["length"], f"step '{sid}': 'length' only applies to slot_type digits")
+    if step.length is not None and step.slot_type not in ("digits", "pin"):
+        check.add(base + ["length"], f"step '{sid}': 'length' only applies to slot_type digits and pin")
     rng = step.length_range
     if rng and (rng[0] < 1 or rng[0] > rng[1]):
         check.add(base + ["length"], f"step '{sid}': length must be a positive number or [min, max]")
+    elif rng and step.slot_type == "pin" and not (PIN_LENGTH[0] <= rng[0] and rng[1] <= PIN_LENGTH[1]):
+        check.add(base + ["length"], f"step '{sid}': a PIN has {PIN_LENGTH[0]} to {PIN_LENGTH[1]} digits, "
+                  f"so its length must lie within {PIN_LENGTH[0]} to {PIN_LENGTH[1]}")
     values: set[str] | None = None
     if step.slot_type == "yes_no":
         values = {"yes", "no"}
@@ -420,8 +424,13 @@ def _ask_problems(check: Checker, sid: str, step: AskStep) -> None:
     if not step.next and not covered:
         check.add(base, f"step '{sid}' has no 'next' (and its branches do not cover every answer): "
                   "callers would hit a dead end")
-    if step.secret and step.confirm and "{value}" in step.confirm:
-        check.add(base + ["confirm"], f"step '{sid}': a secret slot must never be said back; remove {{value}}")
+    if step.is_secret and step.confirm:
+        # The engine never reads a secret back; a confirm question without the value would confirm nothing.
+        check.add(base + ["confirm"], f"step '{sid}': a secret slot must never be said back, so it is never "
+                  "confirmed: remove 'confirm'")
+    if step.slot_type in KEYS_ONLY_SLOT_TYPES and step.input in ("speech", "both"):
+        check.add(base + ["input"], f"step '{sid}': a PIN is keyed only, never said aloud (anyone near the "
+                  "caller could hear it): remove 'input' or write 'input: dtmf'")
 
 
 def _reachable(spec: FlowSpec, start: list[str]) -> set[str]:
@@ -537,7 +546,7 @@ def _verify_slot_problems(check: Checker, spec: FlowSpec) -> None:
             if step.slot_type not in fitting:
                 check.add(["steps", sid, "slot_type"], f"step '{sid}': slot '{step.slot}' is read by verification "
                           f"as a {step.slot.replace('_', ' ')}, so it must be slot_type {' or '.join(fitting)}")
-            elif step.secret:
+            elif step.is_secret:
                 check.add(["steps", sid, "secret"], f"step '{sid}': slot '{step.slot}' is read by verification, "
                           "which needs its value: it cannot be secret")
 
@@ -545,7 +554,7 @@ def _verify_slot_problems(check: Checker, spec: FlowSpec) -> None:
 def _placeholder_problems(check: Checker, spec: FlowSpec) -> None:
     """A {slot} in a prompt must be filled on every path to that step, and never be a secret."""
     steps = spec.steps
-    secret = {s.slot for s in steps.values() if isinstance(s, AskStep) and s.secret}
+    secret = {s.slot for s in steps.values() if isinstance(s, AskStep) and s.is_secret}
     known = {s.slot for s in steps.values() if isinstance(s, AskStep)}
     preds: dict[str, list[str]] = {sid: [] for sid in steps}
     for sid, step in steps.items():
