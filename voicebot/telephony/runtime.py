@@ -68,7 +68,7 @@ class Runtime:
         self.metrics = Metrics()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-startup")
         self._handoff = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-handoff")
-        self._queue: Any = None
+        self._queue_connection: Any = None
         self.sms = SmsSender(settings, self.metrics, self.store.redis)
         self.ready = threading.Event()
         tel = settings.telephony
@@ -218,15 +218,12 @@ class Runtime:
         self._handoff.submit(self._enqueue, context)
 
     def _enqueue(self, context: dict[str, Any]) -> None:
-        from rq import Queue
+        from voicebot.handoff.queueing import enqueue_context
 
         try:
-            if self._queue is None:
-                connection = redis_client(self.settings.redis_url, "enqueue")
-                self._queue = Queue(self.settings.handoff_queue, connection=connection)
-            # A short description: RQ logs it, and the context (full postcode, transcript) must not be logged.
-            self._queue.enqueue("voicebot.handoff.jobs.deliver", context, job_id=f"handoff-{context['call_id']}",
-                                description=f"handoff of call {context['call_id']} to {context.get('queue')}")
+            if self._queue_connection is None:
+                self._queue_connection = redis_client(self.settings.redis_url, "enqueue")
+            enqueue_context(self._queue_connection, self.settings.handoff_queue, context)
         except (redis.RedisError, OSError, ValueError) as exc:
             log.error("call %s: handoff context not queued (%s); the transfer goes on, the agent gets the whisper",
                       context.get("call_id"), exc)
