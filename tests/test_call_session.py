@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import korean, silence
+from demo_customers import DEMO_CSV, JAN_BIRTH_KEYS, JAN_NUMBER
 from voicebot.config import SpeechSettings, load_settings
 from voicebot.flow import load_flows
 from voicebot.speech.recognizer import SpeechModels
@@ -384,12 +385,15 @@ def test_mark_names_sent_over_the_socket_carry_no_prompt_text(runtime):
 
 @pytest.fixture(scope="module")
 def energie(redis_url, speech_models, tmp_path_factory):
-    """The shipped flows, keypad only here (the test machines have no Dutch model), with their own cache."""
+    """The shipped flows, keypad only here (the test machines have no Dutch model), with their own cache
+    and the demo customers to verify against."""
+    from voicebot.identity.csvimport import directory_from_csv
+
     settings = load_settings(REPO / "config.yaml", environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": SECRET})
     settings = dataclasses.replace(
         settings, flows_dir=REPO / "flows", default_flow="energie",
         prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("energie-cache")))
-    return Runtime(settings, models=speech_models)
+    return Runtime(settings, models=speech_models, directory=directory_from_csv(DEMO_CSV))
 
 
 def prompt_audio(line: Line) -> list[bytes]:
@@ -404,10 +408,11 @@ def prompt_audio(line: Line) -> list[bytes]:
     return prompts
 
 
-def test_a_customer_number_read_back_never_reaches_the_prompt_cache(energie):
-    """The cache's file names are hashes of exact texts: a listing could be matched back to customer
-    numbers by hashing guesses, and the files are the numbers spoken. Prompts carrying the caller's
-    values are rendered for the call only; the flow's own prompts are still cached."""
+def test_a_callers_value_read_back_never_reaches_the_prompt_cache(energie):
+    """The cache's file names are hashes of exact texts: a listing could be matched back to what
+    callers said (customer numbers, meter readings) by hashing guesses, and the files are the values
+    spoken. Prompts carrying the caller's values are rendered for the call only; the flow's own
+    prompts are still cached."""
     from voicebot.dialog.sentences import static_sentences
 
     flow = energie.flows["energie"]
@@ -416,19 +421,21 @@ def test_a_customer_number_read_back_never_reaches_the_prompt_cache(energie):
     opening = line.said()
     line.echo_marks()
     before = {path.name for path in cache.iterdir()}
-    line.dtmf("1")                                       # the meter reading
+    for keys in ("1", f"{JAN_NUMBER}#", JAN_BIRTH_KEYS):  # the meter reading, once the caller is verified
+        line.dtmf(keys)
+        line.echo_marks()
+    line.dtmf("12345#")                                  # the meter reading, read back for confirmation
     line.echo_marks()
-    line.dtmf("7654321#")                                # the customer number, read back for confirmation
-    line.echo_marks()
-    line.dtmf("1")                                       # yes: on to the postcode
+    line.dtmf("1")                                       # yes: said back once more, then the text message question
     line.echo_marks()
     after = {path.name for path in cache.iterdir()}
 
-    assert line.session.state.slots["klantnummer"] == "7654321"
+    state = line.session.state
+    assert state.identity["verified"] and state.slots["meterstand"] == 12345
     said = line.said()
     static = {text for text, _ in static_sentences(flow)}
     personal = [text for text in said if text not in static]
-    assert personal and all("klantnummer" in text for text in personal)
+    assert len(personal) == 2 and all("12345" in text for text in personal)
     names = {energie.prompts.cache_path(text, "nl").name for text in personal}
     assert not names & after                                         # no file named after it ...
     allowed = {energie.prompts.cache_path(text, "nl").name for text in static}
@@ -438,7 +445,7 @@ def test_a_customer_number_read_back_never_reaches_the_prompt_cache(energie):
     assert all(audio for audio in spoken)                            # the caller heard it ...
     files = [path.read_bytes() for path in cache.iterdir()]
     assert not [audio for audio in spoken if any(audio in data for data in files)]   # ... and no file holds it
-    # The flow's own prompts are cached as before: the opening, and the question after the number.
+    # The flow's own prompts are cached as before: the opening, and the question after the reading.
     assert all(energie.prompts.cache_path(text, "nl").exists() for text in opening)
     assert energie.prompts.cache_path(said[-1], "nl").name in after
     assert energie.prompts.personal >= len(personal)

@@ -45,6 +45,47 @@ def test_chat_interactive_until_transfer():
     assert '"summary"' in out and '"transcript"' in out
 
 
+def _demo_directory(tmp_path) -> str:
+    """A config.yaml whose customer directory holds the demo customers (as `make run` loads them)
+    and whose Redis does not answer, so the chat counts failed checks in its own process."""
+    from conftest import _free_port
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"flows: {{dir: {REPO / 'flows'}}}\nredis: {{url: 'redis://127.0.0.1:{_free_port()}/0'}}\n"
+                      f"identity: {{database: {tmp_path / 'customers.sqlite3'}}}\n")
+    imported = CliRunner().invoke(main, ["--config", str(config), "customers", "import",
+                                         str(REPO / "flows" / "customers-demo.csv"), "--update"])
+    assert imported.exit_code == 0, imported.output
+    return str(config)
+
+
+def test_chat_verifies_a_demo_customer_before_a_meter_reading(tmp_path):
+    lines = "ik wil mijn meterstand doorgeven\n100001\nveertien maart negentien vijfenzeventig\n12345\nja\n"
+    result = CliRunner().invoke(main, ["--config", _demo_directory(tmp_path), "chat", "--at", "2026-11-23T10:00:00"],
+                                input=lines)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "failed identity checks count in this chat only" in out
+    asked = [out.index(text) for text in ("bot> Wat is uw klantnummer?", "bot> Wat is uw geboortedatum?",
+                                          "bot> Dank u, dat klopt.", "bot> Wat is de meterstand?",
+                                          "bot> Dank u wel. Uw meterstand 12345 is genoteerd.")]
+    assert asked == sorted(asked)
+
+
+def test_chat_refuses_after_three_wrong_dates_of_birth(tmp_path):
+    wrong = ["een mei negentien tachtig", "twee februari tweeduizend", "drie maart negentien zestig"]
+    lines = "ik wil mijn meterstand doorgeven\n" + "".join(f"100001\n{date}\n" for date in wrong)
+    result = CliRunner().invoke(main, ["--config", _demo_directory(tmp_path), "chat", "--at", "2026-11-23T10:00:00"],
+                                input=lines)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("bot> Dat klopt helaas niet.") == 3 and "Wat is de meterstand?" not in out
+    assert "[transfer to queue 'algemeen', reason verification_failed]" in out
+    context, _ = json.JSONDecoder().raw_decode(out, out.index("{", out.index("reason verification_failed")))
+    assert context["identity"]["verified"] is False
+    assert context["identity"]["attempts"] == [{"method": "customer_dob", "outcome": "no_match"}] * 3
+
+
 def test_chat_end_of_input_hangs_up():
     result = CliRunner().invoke(main, ["chat", "--flow", ENERGIE], input="")
     assert result.exit_code == 0 and "caller hung up" in result.output

@@ -525,6 +525,31 @@ def test_playback_marks_and_malformed_messages_frame_by_frame():
     assert len(stream.timeline) == 3 * 160
 
 
+class _ClosingSocket(_RecordingSocket):
+    """A socket whose server has just sent its close frame: the next frame cannot be sent."""
+
+    def send(self, data: str) -> None:
+        from wsproto.utilities import LocalProtocolError
+
+        if json.loads(data)["event"] == "media":
+            raise LocalProtocolError("Event TextMessage cannot be sent in state ConnectionState.REMOTE_CLOSING.")
+        super().send(data)
+
+    def receive(self, timeout: float | None = None) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_server_that_closes_between_two_frames_hung_up():
+    """The bot hangs up while a frame is on its way: the call ends as the server's, not with a crash."""
+    log = CallLog(CallReport(call_sid="CA1"))
+    stream = MediaStream(_ClosingSocket(), "MZ1", [], deadline=float("inf"), log=log,  # type: ignore[arg-type]
+                         account_sid="AC1")
+    assert stream.run({}) == "server"
+
+
 def test_scenario_files_are_checked_before_calling(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("caller: +31612345678\nturns: [{say: ja}]\n", encoding="utf-8")

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from demo_customers import JAN_BIRTH_SPOKEN, demo_identity
 from voicebot.dialog.actions import Hangup, Listen, Say, SendSms, Transfer
 from voicebot.dialog.events import CallEnded, Digits, NoInput, Utterance, Word
 from voicebot.dialog.state import CallState
-from voicebot.flow import load_flow
+from voicebot.flow import load_flow, parse_flow
 from voicebot.simulator import Simulation
 
 MINI = load_flow(Path(__file__).parent / "data" / "mini.yaml")
@@ -245,17 +246,33 @@ def test_the_callers_text_lists_what_they_asked_and_gave_not_the_assistants_ques
     from voicebot.dialog.context import agent_summary
 
     energie = load_flow(Path(__file__).resolve().parent.parent / "flows" / "energie.yaml")
-    s = Simulation(energie, at=WEEKDAY)
-    drive(s, ["ik wil mijn meterstand doorgeven", "#1234567", "ja", "twaalf vierendertig a b", "ja",
+    s = Simulation(energie, at=WEEKDAY, identity=demo_identity(energie))
+    drive(s, ["ik wil mijn meterstand doorgeven", "#100001", JAN_BIRTH_SPOKEN,
               "twaalfduizend driehonderdvijfenveertig", "ja"])
+    assert s.state.identity["verified"]
     actions = s.say("ja graag")
     (sms,) = [a for a in actions if isinstance(a, SendSms)]
     assert sms.text.startswith("Stroomlijn Energie, samenvatting van uw gesprek. Onderwerp: meterstand doorgeven.")
-    assert "klantnummer 1234567" in sms.text and "postcode 1234 **" in sms.text and "meterstand 12345" in sms.text
+    assert "klantnummer 100001" in sms.text and "meterstand 12345" in sms.text
+    assert not any(secret in sms.text for secret in ("1975", "maart", "14-03", "geboortedatum"))
     assert "sms samenvatting" not in sms.text and " ja" not in sms.text               # the reply to "wilt u ...?"
     assert said(actions).startswith("Ik stuur u een sms met een samenvatting. Hoe tevreden")   # heard, not read
     assert s.state.slots["sms_samenvatting"] is True                                  # kept for the agent
     assert "sms samenvatting ja" in agent_summary(s.state, energie, "flow")
+
+
+def test_the_callers_text_masks_a_spoken_postcode():
+    # mini.yaml with a text message after the postcode
+    text = (Path(__file__).parent / "data" / "mini.yaml").read_text().replace(
+        "    say: Wat is uw postcode?\n    next: open\n",
+        "    say: Wat is uw postcode?\n    next: storing_sms\n"
+        "  storing_sms:\n    type: sms\n    say: De samenvatting is verstuurd.\n    next: open\n")
+    s = Simulation(parse_flow(text, "mini.yaml"), at=WEEKDAY)
+    s.say("ik heb een storing")
+    actions = s.say("twaalf vierendertig a b")
+    (sms,) = [a for a in actions if isinstance(a, SendSms)]
+    assert s.state.slots["postcode"] == "1234 AB"
+    assert "postcode 1234 **" in sms.text and "AB" not in sms.text
 
 
 def test_the_callers_text_holds_the_page_an_answer_came_from():

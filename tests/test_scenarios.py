@@ -6,6 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from voicebot.cli import main
+from voicebot.commands.context import chat_identity
+from voicebot.config import load_settings
 from voicebot.flow import load_flow
 from voicebot.simulator import load_scenarios, run_scenario
 
@@ -13,12 +15,23 @@ REPO = Path(__file__).resolve().parent.parent
 FILES = sorted((REPO / "flows" / "scenarios").glob("*.yaml"))
 CASES = [(f, s) for f in FILES for s in load_scenarios(f)[1]]
 _FLOWS: dict[str, object] = {}
+_IDENTITY: dict[Path, object] = {}
 
 
 def _flow(path: str):
     if path not in _FLOWS:
         _FLOWS[path] = load_flow(path)
     return _FLOWS[path]
+
+
+def _identity(file: Path, defaults: dict):
+    """The identity checks of one scenario file, set up as `voicebot chat --script` sets them up: the
+    file's ``customers`` (else the configured directory), counters in this process, one set for the
+    whole file (so a file can show a lockout across its scenarios)."""
+    if file not in _IDENTITY:
+        _IDENTITY[file] = chat_identity(load_settings(), _flow(defaults["flow"]), shared=False,
+                                        customers=defaults.get("customers"))
+    return _IDENTITY[file]
 
 
 def test_there_are_scenarios_for_every_flow():
@@ -31,7 +44,7 @@ def test_there_are_scenarios_for_every_flow():
 def test_scenario(file, scenario):
     defaults, _ = load_scenarios(file)
     result = run_scenario(_flow(defaults["flow"]), scenario, caller=defaults.get("caller", "+31612345678"),
-                          at=defaults.get("at"))
+                          at=defaults.get("at"), identity=_identity(file, defaults))
     assert result.passed, "\n".join(result.failures + ["transcript:"] + result.transcript)
 
 

@@ -24,6 +24,7 @@ import time
 from typing import Any, Iterator, Protocol
 
 from simple_websocket import ConnectionClosed
+from wsproto.utilities import LocalProtocolError
 
 from voicebot.emulator.report import CallLog
 from voicebot.emulator.scenario import ScriptedTurn
@@ -33,6 +34,10 @@ FRAME_S = FRAME_MS / 1000
 BYTES_PER_S = 8000
 DTMF_GAP = 0.15
 """Seconds between two keys of one ``dtmf`` turn."""
+SOCKET_GONE = (ConnectionClosed, OSError, LocalProtocolError)
+"""A socket the server has closed. A frame sent between the server's close frame arriving and the
+client's reader noticing it fails with wsproto's ``LocalProtocolError`` instead of ``ConnectionClosed``:
+the bot hung up all the same."""
 
 
 class Socket(Protocol):
@@ -125,7 +130,7 @@ class MediaStream:
                 raw = self.ws.receive(timeout=due - now)
                 if raw is not None:
                     self._on_message(raw, time.monotonic())
-        except (ConnectionClosed, OSError):
+        except SOCKET_GONE:
             return "server"
         except KeyboardInterrupt:  # Ctrl-C in `voicebot call`: the caller puts the phone down
             self.log.note("hangup", "caller hangs up (interrupted)", time.monotonic())
@@ -136,7 +141,7 @@ class MediaStream:
             self.report.bot_audio = bytes(self.timeline)
             try:
                 self.ws.close()  # already closed after `stop` or by the server: nothing to do
-            except (ConnectionClosed, OSError):
+            except SOCKET_GONE:
                 pass
 
     def _tick(self, now: float) -> str | None:
@@ -170,7 +175,7 @@ class MediaStream:
             self._send({"event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.sid,
                         "stop": {"accountSid": self.account_sid, "callSid": self.report.call_sid}})
             self.ws.close()
-        except (ConnectionClosed, OSError):
+        except SOCKET_GONE:
             pass
 
     # -- playback --------------------------------------------------------------------------------------
