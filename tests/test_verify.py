@@ -157,7 +157,7 @@ def test_house_number_and_postcode_pass():
     assert t.queue == "storingen" and t.reason == "flow"
     ident = t.context["identity"]
     assert ident["level"] == "known" and ident["verified"] is False and ident["customer"] == CUSTOMER
-    assert "Identiteit: known, via postcode house." in t.context["summary"]
+    assert "Identiteit: bekend, via postcode en huisnummer." in t.context["summary"]
     no_secrets(s.state.to_dict(), t.context)
 
 
@@ -304,7 +304,7 @@ def test_max_attempts_hands_over_unverified_with_what_was_tried():
     assert ident["verified"] is False and ident["level"] == "none" and ident["customer"] is None
     assert ident["attempts"] == [{"method": "customer_dob", "outcome": "no_match"}] * 3
     assert "Identiteit: niet vastgesteld." in t.context["summary"]
-    assert "customer dob no match" in t.context["summary"]
+    assert "klantnummer en geboortedatum klopte niet" in t.context["summary"]
     assert "de identiteit van de beller niet kon worden vastgesteld" in t.context["summary"]
     assert t.context["slots"]["customer_number"] == "123456"            # the number the caller claimed
     no_secrets(s.state.to_dict(), t.context)
