@@ -241,6 +241,61 @@ def test_socket_dying_mid_prompt_leaves_a_transfer_for_after_stream(runtime):
     assert record["ending"]["action"] == "transfer" and record["ending"]["reason"] == "error"
 
 
+def _transfers(runtime) -> float:
+    return runtime.metrics.registry.get_sample_value("voicebot_transfers_total", {"reason": "explicit_request"}) or 0.0
+
+
+def test_a_hang_up_during_the_transfer_announcement_stores_the_ending_once(runtime, monkeypatch):
+    """The caller presses 0 and hangs up while the announcement is being made: Twilio asks
+    /twilio/after-stream (here on another thread, simulated at that very moment) before the
+    session has stored its transfer. One ending, one enqueued context, whichever writes first."""
+    from voicebot.web import _after_stream_twiml
+
+    enqueued: list[dict] = []
+    monkeypatch.setattr(runtime, "enqueue_handoff", enqueued.append)
+    line = Line(runtime, "CA-hangup-announcing")
+    line.echo_marks()
+    render = runtime.prompts.audio_for
+
+    def announcing(text, *args, **kwargs):
+        if text == "상담원에게 연결해 드리겠습니다":      # the transfer announcement: the caller is gone
+            record = runtime.store.get(line.call_sid) or {}
+            _after_stream_twiml(runtime, runtime.settings.telephony, "https://bot.example", line.call_sid, record)
+        return render(text, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.prompts, "audio_for", announcing)
+    before = _transfers(runtime)
+    line.dtmf("0")
+    line.send(event="stop", sequenceNumber="9", streamSid="MZ1",
+              stop={"accountSid": "AC1", "callSid": line.call_sid})
+    line.session.on_socket_closed()
+
+    assert len(enqueued) == 1
+    ending = runtime.store.get(line.call_sid)["ending"]
+    assert ending["context"]["call_id"] == enqueued[0]["call_id"] == line.call_sid
+    assert ending["reason"] == enqueued[0]["reason"]           # what was stored first is what was sent
+    assert _transfers(runtime) - before <= 1
+
+
+def test_after_stream_after_the_transfer_finds_the_ending_and_enqueues_nothing_more(runtime, monkeypatch):
+    from voicebot.web import _after_stream_twiml
+
+    enqueued: list[dict] = []
+    monkeypatch.setattr(runtime, "enqueue_handoff", enqueued.append)
+    line = Line(runtime, "CA-hangup-after")
+    line.echo_marks()
+    before = _transfers(runtime)
+    line.dtmf("0")
+    line.send(event="stop", sequenceNumber="9", streamSid="MZ1",
+              stop={"accountSid": "AC1", "callSid": line.call_sid})
+    line.session.on_socket_closed()
+    _after_stream_twiml(runtime, runtime.settings.telephony, "https://bot.example", line.call_sid,
+                        runtime.store.get(line.call_sid))
+
+    assert len(enqueued) == 1 and enqueued[0]["reason"] == "explicit_request"
+    assert _transfers(runtime) - before == 1
+
+
 def test_stop_from_twilio_means_the_caller_hung_up(runtime):
     line = Line(runtime, "CA-stop")
     line.send(event="stop", sequenceNumber="9", streamSid="MZ1", stop={"accountSid": "AC1", "callSid": "CA-stop"})

@@ -13,13 +13,14 @@ import urllib.request
 
 import pytest
 import redis
-from rq import Queue
+from jsonschema import Draft202012Validator
 from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
 from servers import ACCOUNT, AGENT, REPO, TOKEN, Server
 from voicebot.emulator import WebhookRefused, place_call
 from voicebot.emulator.record import said_by_bot
+from voicebot.handoff.queueing import handoff_queue
 from voicebot.telephony.stream_auth import stream_secret, stream_token
 
 
@@ -54,13 +55,21 @@ def test_a_whole_call_with_barge_in_keys_and_a_transfer_with_whisper(server, red
     assert record.stat().st_size > 8000
     # The agent's context went through RQ: a real worker delivers it.
     connection = redis.Redis.from_url(redis_url)
-    job = Queue("handoff", connection=connection).fetch_job(f"handoff-{report.call_sid}")
+    job = handoff_queue(connection, "handoff").fetch_job(f"handoff-{report.call_sid}")
     assert job is not None
     subprocess.run([sys.executable, "-m", "voicebot", "worker", "--burst"], check=True, timeout=60,
                    env={**os.environ, "REDIS_URL": redis_url}, capture_output=True)
     context = json.loads(connection.get(f"voicebot:handoff:{report.call_sid}"))
     assert context["reason"] == "explicit_request" and context["slots"] == {"booking": "reserve", "number": "123"}
     assert context["summary"] and context["transcript"]
+    # The published record: valid against docs/handoff.schema.json, with the caller's wait, on the queue's stream.
+    schema = json.loads((REPO / "docs" / "handoff.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator(schema).validate(context)
+    assert context["waited_seconds"] is not None and context["waited_seconds"] >= 0
+    assert any(t.get("confidence") for t in context["transcript"] if t["who"] == "caller")
+    stream = connection.xrange(f"voicebot:handoff:stream:{context['queue']}")
+    entries = [json.loads(fields[b"context"]) for _, fields in stream]
+    assert [e for e in entries if e["call_id"] == report.call_sid] == [context]
     metrics = urllib.request.urlopen(server.url + "/metrics").read().decode()
     assert 'voicebot_transfers_total{reason="explicit_request"}' in metrics
 

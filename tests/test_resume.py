@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from rq import Queue
 from twilio.request_validator import RequestValidator
 
 from conftest import _free_port
@@ -33,6 +32,7 @@ from voicebot.dialog.events import CallEnded, Digits, NoInput, SpeechUnavailable
 from voicebot.emulator import place_call
 from voicebot.emulator.scenario import load_scenario
 from voicebot.flow import load_flow, parse_flow
+from voicebot.handoff.queueing import handoff_queue
 from voicebot.simulator import Simulation
 from voicebot.telephony.resume import remember_unfinished, take_unfinished
 from voicebot.telephony.runtime import Runtime
@@ -459,7 +459,7 @@ def test_a_resumed_call_through_the_emulator_goes_on_at_the_step_it_left(server,
 
     # The agent's context names the earlier call and carries what was given in it.
     connection = redis.Redis.from_url(redis_url)
-    job = Queue("handoff", connection=connection).fetch_job(f"handoff-{second.call_sid}")
+    job = handoff_queue(connection, "handoff").fetch_job(f"handoff-{second.call_sid}")
     assert job is not None
     subprocess.run([sys.executable, "-m", "voicebot", "worker", "--burst"], check=True, timeout=60,
                    env={**os.environ, "REDIS_URL": redis_url}, capture_output=True)

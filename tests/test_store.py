@@ -71,6 +71,39 @@ def test_an_earlier_versions_json_string_is_read_and_turned_into_a_hash(redis_ur
     assert client.type(PREFIX + call) == b"hash" and client.ttl(PREFIX + call) > 0
 
 
+def test_update_first_writes_a_key_once_across_nodes(redis_url, client):
+    """The call's ending, stored by whichever of the stream's session and after-stream comes first."""
+    node1, node2, call = CallStore(redis_url, TTL), CallStore(redis_url, TTL), sid()
+    node1.update(call, caller="+31")
+    assert node2.update_first(call, "ending", {"action": "transfer", "reason": "error"}, announce="hello")
+    assert not node1.update_first(call, "ending", {"action": "transfer", "reason": "explicit_request"},
+                                  announce=False)
+    assert not node2.update_first(call, "ending", {"action": "hangup"})      # its own memory says so
+    for node in (node1, node2):
+        record = node.get(call)
+        assert record["ending"]["reason"] == "error" and record["announce"] == "hello"
+        assert record["caller"] == "+31"
+    assert 0 < client.ttl(PREFIX + call) <= TTL
+
+
+def test_update_first_over_an_earlier_versions_string(redis_url, client):
+    store, call = CallStore(redis_url, TTL), sid()
+    client.set(PREFIX + call, json.dumps({"flow": "ko_test", "ending": {"action": "hangup"}}), ex=TTL)
+    assert not store.update_first(call, "ending", {"action": "transfer"})
+    other = sid()
+    client.set(PREFIX + other, json.dumps({"flow": "ko_test"}), ex=TTL)
+    assert store.update_first(other, "ending", {"action": "transfer"})
+    assert client.type(PREFIX + other) == b"hash"
+    assert store.get(other)["ending"] == {"action": "transfer"} and store.get(other)["flow"] == "ko_test"
+
+
+def test_update_first_with_redis_down_is_decided_in_memory(redis_url):
+    store, call = CallStore(f"redis://127.0.0.1:{_free_port()}/0", TTL), sid()
+    assert store.update_first(call, "ending", {"action": "transfer"})
+    assert not store.update_first(call, "ending", {"action": "hangup"})
+    assert store.get(call)["ending"] == {"action": "transfer"}
+
+
 def test_values_that_are_not_json_are_refused_before_anything_is_stored(redis_url):
     store, call = CallStore(redis_url, TTL), sid()
     with pytest.raises(TypeError):

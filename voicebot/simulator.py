@@ -237,9 +237,12 @@ class ChatScript(Spec):
 
 @dataclass
 class ScenarioResult:
+    """``handoff``: the context the call's transfer hands to a person, None when it was not transferred."""
+
     name: str
     failures: list[str] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
+    handoff: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -329,6 +332,7 @@ def run_scenario(flow: Flow, scenario: dict[str, Any], *, caller: str = "+316123
         first = False
         result.transcript.extend(f"bot: {a.text}" for a in actions if isinstance(a, Say))
         result.failures.extend(f"turn {n}: {f}" for f in _check(sim, actions, turn.get("expect") or {}))
+    result.handoff = sim.transfer.context if sim.transfer else None
     return result
 
 

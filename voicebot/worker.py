@@ -2,6 +2,9 @@
 
 Handoff work (building the agent's context, talking to the agents' side) is slow and may fail;
 keeping it in its own process means a stuck handoff never holds up a thread serving a live call.
+It reads the queue with the JSON serializer the web process writes it with
+(``handoff.queueing.handoff_queue``), and runs RQ's scheduler too: a failed delivery is retried
+after a pause, and it is the scheduler that puts it back on the queue when the pause is over.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import signal
 import sys
 
 import redis
-from rq import Queue, Worker
+from rq import Worker
 
 from voicebot.config import Settings
+from voicebot.handoff.queueing import SERIALIZER, handoff_queue
 from voicebot.redis_clients import ping, redis_client, shown_url
 
 
@@ -30,7 +34,9 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
 
     Returns an exit code instead of raising, so a missing Redis is one readable line for
     `voicebot worker` rather than a traceback. Uses RQ's forking ``Worker``: each job runs in a
-    child process, so a job that crashes or leaks cannot take the worker down with it.
+    child process, so a job that crashes or leaks cannot take the worker down with it. With
+    ``burst``, retries whose pause is over when it starts are run too; later ones wait for the
+    next worker.
     """
     url = settings.redis_url
     reason = ping(url, "startup")
@@ -42,8 +48,9 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     # afterwards so an in-process caller (the tests) is left as it was.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        worker = Worker([Queue(settings.handoff_queue, connection=connection)], connection=connection)
-        worker.work(burst=burst)
+        worker = Worker([handoff_queue(connection, settings.handoff_queue)], connection=connection,
+                        serializer=SERIALIZER)
+        worker.work(burst=burst, with_scheduler=True)
     except redis.ConnectionError as exc:
         # Redis went away between the probe and the worker's start-up; inside its loop RQ logs
         # and stops by itself.

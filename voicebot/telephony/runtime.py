@@ -223,7 +223,8 @@ class Runtime:
         try:
             if self._queue_connection is None:
                 self._queue_connection = redis_client(self.settings.redis_url, "enqueue")
-            enqueue_context(self._queue_connection, self.settings.handoff_queue, context)
+            enqueue_context(self._queue_connection, self.settings.handoff_queue, context,
+                            keep_seconds=self.settings.call_ttl_seconds)
         except (redis.RedisError, OSError, ValueError) as exc:
             log.error("call %s: handoff context not queued (%s); the transfer goes on, the agent gets the whisper",
                       context.get("call_id"), exc)

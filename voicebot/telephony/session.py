@@ -26,6 +26,7 @@ from voicebot.dialog.actions import Action, Hangup, Listen, Say, SendSms, Transf
 from voicebot.dialog.events import CallEnded, CallStarted, Digits, Event, SystemFailure, Utterance, Word
 from voicebot.dialog.state import CallState
 from voicebot.errors import VoicebotError
+from voicebot.handoff.contract import handoff_record, seconds_since
 from voicebot.identity.service import settle
 from voicebot.speech.recognizer import (
     Final, NoSpeech, RecognitionFailed, Recognized, SpeechStarted, StreamingRecognizer,
@@ -244,18 +245,33 @@ class CallSession:
     # -- the end of the call --------------------------------------------------------------------
 
     def _store_ending(self, ending: Transfer | Hangup, announce: str | bool = False) -> None:
-        """What /twilio/after-stream must answer; stored once, whatever order hang-up and transfer come in."""
+        """What /twilio/after-stream must answer; stored once, whatever order hang-up and transfer come in.
+
+        Once per session, and once per call: ``/twilio/after-stream`` (another thread or node)
+        stores an ending of its own when it finds none, which a caller who hangs up during the
+        transfer announcement can make it do before this one is stored. Only the first ending
+        stored counts: the transfer is counted and its context enqueued only by the one who stored it.
+        """
         if self.ending is not None:
             return
         self.ending = ending
         if isinstance(ending, Transfer):
-            self.rt.metrics.transfers.labels(reason=ending.reason).inc()
-            self.rt.store.update(self.call_sid, announce=announce, language=self.engine.flow.language,
-                                 ending={"action": "transfer", "queue": ending.queue, "reason": ending.reason,
-                                         "context": ending.context})
-            self.rt.enqueue_handoff(ending.context)
+            record = handoff_record(ending.context, waited_seconds=self._waited())
+            stored = self.rt.store.update_first(
+                self.call_sid, "ending", {"action": "transfer", "queue": ending.queue, "reason": ending.reason,
+                                          "context": record},
+                announce=announce, language=self.engine.flow.language)
+            if stored:
+                self.rt.metrics.transfers.labels(reason=ending.reason).inc()
+                self.rt.enqueue_handoff(record)
         else:
-            self.rt.store.update(self.call_sid, ending={"action": "hangup", "reason": ending.reason})
+            stored = self.rt.store.update_first(self.call_sid, "ending", {"action": "hangup", "reason": ending.reason})
+        if not stored:
+            log.info("call %s: its ending was already stored elsewhere; keeping that one", self.call_sid)
+
+    def _waited(self) -> float | None:
+        """The caller's time on the line so far (the call's start to now, in the flow's time zone)."""
+        return seconds_since(self.state.started_at, self.rt.local_time(self.engine.flow))
 
     def _fail(self, what: str) -> None:
         """Something on our side broke: the engine hands the call to a person, Twilio's voice announces it."""

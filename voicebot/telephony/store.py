@@ -16,6 +16,13 @@ dead Redis must not add a socket timeout to every turn). A call in progress ther
 from memory, and its transfer still happens when the after-stream request reaches the same process.
 Keys written while Redis could not be reached are remembered and written with the call's next
 successful update, so Redis catches up with what this process decided during the outage.
+
+Some keys are written once per call whoever comes first: the call's ending is decided by the
+stream's session, but ``/twilio/after-stream`` on another thread or node decides one too when it
+finds none (a caller who hangs up during the transfer announcement can make it ask before the
+session has stored its own). ``update_first`` writes such a key only when the record has none yet,
+atomically in Redis (one script), and says whether it did, so only the first writer enqueues the
+agent's context and counts the transfer.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ log = logging.getLogger("voicebot.store")
 
 PREFIX = "voicebot:call:"
 RETRY_AFTER = 5.0
+_FIRST = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+"""HSET the fields (ARGV[3..], name/value pairs) unless the record holds ARGV[2]; 1 when written."""
 MEMORY_LIMIT = 5000
 """Calls kept in this process's memory; the least recently written one goes first."""
 clock = time.monotonic
@@ -51,6 +65,7 @@ class CallStore:
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._pending: dict[str, set[str]] = {}  # call -> keys Redis has not got yet
         self._lock = threading.Lock()
+        self._first_lock = threading.Lock()
         self._down_until = 0.0
         try:
             self._redis: redis.Redis | None = redis_client(url, "store")
@@ -85,13 +100,44 @@ class CallStore:
         """Set the given top-level keys of the call's record (others untouched) and return the whole record."""
         fields = {**fields, "updated_at": time.time()}
         encoded = {key: json.dumps(value) for key, value in fields.items()}  # TypeError before anything changes
+        return self._update(call_sid, fields, encoded)
+
+    def update_first(self, call_sid: str, key: str, value: Any, **fields: Any) -> bool:
+        """Set ``key`` (and ``fields`` with it) only when the call's record has no ``key`` yet.
+
+        True when this call wrote it; False when the record already had one (written by this
+        process or, through Redis, by any other), and then nothing is written. Without Redis,
+        this process's memory decides."""
+        fields = {**fields, key: value, "updated_at": time.time()}
+        encoded = {name: json.dumps(item) for name, item in fields.items()}
+        with self._first_lock:                   # two threads of this process: one after the other
+            with self._lock:
+                local = self._memory.get(call_sid)
+                if local is not None and key in local:
+                    return False
+            written = self._write_first(call_sid, key, encoded) if self._usable() else None
+            if written is False:
+                return False
+            if written:
+                with self._lock:
+                    self._remember(call_sid, fields)
+            else:                                # Redis failed: memory decides, Redis catches up later
+                self._update(call_sid, fields, encoded)
+            return True
+
+    def _remember(self, call_sid: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Lay ``fields`` over this process's copy of the call (under the lock); the copy."""
+        local = self._memory.pop(call_sid, None) or {}
+        local.update(copy.deepcopy(fields))
+        self._memory[call_sid] = local
+        while len(self._memory) > self.memory_limit:
+            oldest, _ = self._memory.popitem(last=False)
+            self._pending.pop(oldest, None)
+        return local
+
+    def _update(self, call_sid: str, fields: dict[str, Any], encoded: dict[str, str]) -> dict[str, Any]:
         with self._lock:
-            local = self._memory.pop(call_sid, None) or {}
-            local.update(copy.deepcopy(fields))
-            self._memory[call_sid] = local
-            while len(self._memory) > self.memory_limit:
-                oldest, _ = self._memory.popitem(last=False)
-                self._pending.pop(oldest, None)
+            local = self._remember(call_sid, fields)
             pending = self._pending.setdefault(call_sid, set())
             pending.update(fields)
             encoded.update({key: json.dumps(local[key]) for key in pending if key in local and key not in encoded})
@@ -130,6 +176,21 @@ class CallStore:
         except redis.ResponseError as exc:
             if "WRONGTYPE" in str(exc):
                 return self._replace_legacy(call_sid, encoded)
+            self._failed("write", call_sid, exc)
+        except (redis.RedisError, OSError) as exc:
+            self._failed("write", call_sid, exc)
+        return None
+
+    def _write_first(self, call_sid: str, key: str, encoded: dict[str, str]) -> bool | None:
+        """True: written; False: ``key`` was there already; None: not written (Redis failed, or the
+        record is an earlier version's string, which ``_update`` converts)."""
+        pairs = [item for pair in encoded.items() for item in pair]
+        try:
+            return bool(self._redis.eval(_FIRST, 1, PREFIX + call_sid, self.ttl, key, *pairs))  # type: ignore[union-attr]
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):        # an earlier version's record: the ordinary write converts it
+                legacy = self._legacy(call_sid)
+                return False if legacy and key in legacy else None
             self._failed("write", call_sid, exc)
         except (redis.RedisError, OSError) as exc:
             self._failed("write", call_sid, exc)
