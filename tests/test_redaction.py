@@ -46,7 +46,10 @@ import yaml
 from rq.job import Job
 
 from servers import ACCOUNT, TOKEN, Server
+from voicebot.dialog.actions import Listen, Transfer
 from voicebot.emulator import CallReport, place_call
+from voicebot.flow import parse_flow
+from voicebot.simulator import Simulation
 from voicebot.speech.cache import cache_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -486,3 +489,29 @@ def test_prompts_with_the_callers_values_leave_no_file_in_the_audio_cache(calls,
         assert f"{cache_key(VOICE, RATE, text)}.ulaw" not in names, text
     # The flow's own sentences are cached under such names: the check above looks in the right place.
     assert f"{cache_key(VOICE, RATE, 'Waarmee kan ik u helpen?')}.ulaw" in names
+
+
+# -- a PIN or a date of birth is secret by its type, whatever the flow says -----------------------------
+
+UNMARKED = parse_flow(
+    "flow: unmarked\nlanguage: nl\nstart: welkom\n"
+    "steps:\n"
+    "  welkom: {type: say, say: U spreekt met een digitale assistent., next: geboren}\n"
+    "  geboren: {type: ask, slot: geboortedatum, slot_type: birth_date, input: both, say: 'Uw geboortedatum?',"
+    " next: pin}\n"
+    "  pin: {type: ask, slot: pincode, slot_type: pin, say: Toets uw pincode., next: klaar}\n"
+    "  klaar: {type: transfer, say: Ik verbind u door.}\n", "unmarked.yaml")
+
+
+@pytest.mark.parametrize("birth_date", ["#14031975", "veertien maart negentien vijfenzeventig"])
+def test_an_ask_step_for_a_pin_or_a_birth_date_keeps_neither_without_being_marked_secret(birth_date):
+    s = Simulation(UNMARKED, at="2026-11-23T10:00:00")
+    asked = s.keys(birth_date[1:]) if birth_date.startswith("#") else s.say(birth_date)
+    assert s.state.step == "pin"
+    [listen] = [a for a in asked if isinstance(a, Listen)]
+    assert listen.dtmf and not listen.speech              # a PIN is keyed, never said aloud
+    [transfer] = [a for a in s.keys(PIN) if isinstance(a, Transfer)]
+    assert sorted(s.state.secrets) == ["geboortedatum", "pincode"] and s.state.slots == {}
+    written = json.dumps([transfer.context, s.state.to_dict()])
+    assert Secrets.of_the_calls(SALT).in_(written) == [] and "veertien" not in written
+    assert transfer.context["secrets_provided"] == ["geboortedatum", "pincode"]

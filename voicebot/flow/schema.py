@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from voicebot.nlu.slots import SLOT_TYPES
+from voicebot.nlu.slots import SECRET_SLOT_TYPES, SLOT_TYPES
 
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -173,6 +173,15 @@ class AskStep(StepBase):
     input: Literal["speech", "dtmf", "both"] | None = None
     secret: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_by_type(cls, data: Any) -> Any:
+        """A PIN or a date of birth is secret whatever the flow says: a flow that forgets
+        ``secret: true`` must not put one in the transcript, the slots or the agent's context."""
+        if isinstance(data, dict) and data.get("slot_type") in SECRET_SLOT_TYPES:
+            return {**data, "secret": True}
+        return data
+
     @property
     def length_range(self) -> tuple[int, int] | None:
         if self.length is None:
@@ -181,8 +190,12 @@ class AskStep(StepBase):
 
     @property
     def input_mode(self) -> str:
+        """How the caller may answer; a PIN only by keys unless the flow says otherwise (said
+        aloud it can be overheard, and it would pass through the recogniser)."""
         if self.input:
             return self.input
+        if self.slot_type == "pin":
+            return "dtmf"
         return "both" if self.slot_type in ("digits", "number", "yes_no", "choice") else "speech"
 
 
