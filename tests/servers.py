@@ -42,10 +42,10 @@ class Server:
     def __init__(self, tmp: Path, redis_url: str, name: str, *, public_url: str | None = None,
                  token: str = TOKEN, account: str = ACCOUNT, telephony: str = "",
                  flows: Path | None = None, default_flow: str = "ko_test", environ: dict[str, str] | None = None,
-                 settings: str = ""):
+                 settings: str = "", sections: str = ""):
         """``telephony``: more settings of that section as YAML flow-style pairs (``max_calls: 2``).
         ``flows``: another folder of flows than tests/data; ``environ``: more environment variables;
-        ``settings``: more sections of its config.yaml, as YAML lines (``identity: {database: ...}``)."""
+        ``settings``/``sections``: more sections of its config.yaml, as YAML lines (``identity: {database: ...}``)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.url
@@ -55,7 +55,8 @@ class Server:
             f"flows: {{dir: {flows or REPO / 'tests' / 'data'}, default: {default_flow}}}\n"
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
             f"telephony: {{agent_number: '{AGENT}'{', ' + telephony if telephony else ''}}}\n"
-            f"{settings}")
+            f"{settings}" + (sections.rstrip("\n") + "\n" if sections else ""))
+        self.config = config
         env = {**os.environ, "VOICEBOT_CONFIG": str(config), "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": token,
                "TWILIO_ACCOUNT_SID": account, "PUBLIC_URL": self.public_url, "VOICEBOT_HASH_SALT": SALT,
                **(environ or {})}
