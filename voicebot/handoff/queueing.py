@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 
 DELIVER = "voicebot.handoff.jobs.deliver"
+RETRY = Retry(max=5, interval=[1, 2, 5, 10, 30])
+"""A delivery that failed, or whose worker died under it, is tried again after these seconds."""
 
 
 def job_id(call_id: str) -> str:
@@ -25,6 +27,6 @@ def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str,
     queue = Queue(queue_name, connection=connection)
     call_id = str(context["call_id"])
     # A short description: RQ logs it, and the context (full postcode, transcript) must not be logged.
-    queue.enqueue(DELIVER, context, job_id=job_id(call_id),
+    queue.enqueue(DELIVER, context, job_id=job_id(call_id), retry=RETRY,
                   description=f"handoff of call {call_id} to {context.get('queue')}")
     return job_id(call_id)
