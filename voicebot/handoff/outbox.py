@@ -272,10 +272,10 @@ class Drainer:
     """
 
     def __init__(self, outbox: Outbox, enqueue: Callable[[dict[str, Any]], Any], *,
-                 interval: float = DRAIN_SECONDS, keep_going: bool = False, name: str = "voicebot-outbox"):
+                 interval: float | None = None, keep_going: bool = False, name: str = "voicebot-outbox"):
         self.outbox = outbox
         self.enqueue = enqueue
-        self.interval = interval
+        self.interval = DRAIN_SECONDS if interval is None else interval
         self.keep_going = keep_going
         self.name = name
         self._lock = threading.Lock()
