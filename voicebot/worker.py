@@ -2,10 +2,23 @@
 
 Handoff work (building the agent's context, talking to the agents' side) is slow and may fail;
 keeping it in its own process means a stuck handoff never holds up a thread serving a live call.
+
+Nothing handed to the worker is lost:
+
+- A job whose work-horse dies (SIGKILL, out of memory) is failed by the worker at once and, with
+  the retries the job was queued with, scheduled again: the worker runs RQ's scheduler, which
+  moves a retry whose back-off has passed back onto the queue.
+- A job whose whole worker died stays "started" until the dead worker's heartbeat runs out
+  (about 90 s); RQ's maintenance then retries it. The worker runs maintenance when it starts and
+  every ``MAINTENANCE_SECONDS`` (RQ's default is ten minutes, and an idle worker only gets to it
+  between its blocking waits, hence the shorter ``WORKER_TTL``).
+- Contexts a web process could not queue (Redis was away) wait in the outbox: the worker queues
+  them before it starts working and every few seconds while it runs (voicebot/handoff/outbox.py).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 
@@ -13,7 +26,13 @@ import redis
 from rq import Queue, Worker
 
 from voicebot.config import Settings
+from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
 from voicebot.redis_clients import ping, redis_client, shown_url
+
+MAINTENANCE_SECONDS = 30
+"""How often RQ's maintenance looks for jobs of dead workers (it retries them)."""
+WORKER_TTL = 45
+"""The worker's heartbeat; an idle worker blocks on the queue for 15 s less, then may run maintenance."""
 
 
 def _fail(url: str, reason: str) -> int:
@@ -38,19 +57,29 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         return _fail(url, reason)
 
     connection = redis_client(url, "queue")
+    enqueue_connection = redis_client(url, "enqueue")
+    outbox = Outbox(settings.outbox_path, settings.call_ttl_seconds, settings.outbox_max_entries)
+    enqueue = functools.partial(enqueue_or_known, enqueue_connection, settings.handoff_queue)
+    drainer = Drainer(outbox, enqueue, keep_going=True, name="voicebot-worker-outbox")
     # RQ installs its own SIGINT/SIGTERM handlers for a warm shutdown; put the caller's back
     # afterwards so an in-process caller (the tests) is left as it was.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        worker = Worker([Queue(settings.handoff_queue, connection=connection)], connection=connection)
-        worker.work(burst=burst)
+        outbox.drain(enqueue, limit=settings.outbox_max_entries)
+        if not burst:
+            drainer.kick()
+        worker = Worker([Queue(settings.handoff_queue, connection=connection)], connection=connection,
+                        maintenance_interval=MAINTENANCE_SECONDS, worker_ttl=WORKER_TTL)
+        worker.work(burst=burst, with_scheduler=True)
     except redis.ConnectionError as exc:
         # Redis went away between the probe and the worker's start-up; inside its loop RQ logs
         # and stops by itself.
         return _fail(url, str(exc))
     finally:
+        drainer.stop()
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)
         connection.close()
+        enqueue_connection.close()
     return 0
