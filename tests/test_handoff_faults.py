@@ -25,10 +25,13 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.scheduler import RQScheduler
 from twilio.request_validator import RequestValidator
 
+import servers
 from conftest import RedisServer
 from voicebot.config import SpeechSettings, load_settings
+from voicebot.emulator import place_call
 from voicebot.flow import load_flows
 from voicebot.handoff import outbox as outbox_module
+from voicebot.handoff.outbox import Outbox
 from voicebot.handoff.queueing import enqueue_context, job_id
 from voicebot.speech.recognizer import SpeechModels
 from voicebot.telephony.runtime import Runtime
@@ -96,12 +99,14 @@ def worker_config(tmp_path: Path) -> Path:
 class WorkerProcess:
     """`voicebot worker` (tests/stalling_worker.py) in a process group of its own."""
 
-    def __init__(self, tmp_path: Path, redis_url: str, name: str, config: Path | None = None):
+    def __init__(self, tmp_path: Path, redis_url: str, name: str, config: Path | None = None, stall: bool = True):
+        """``stall``: the first delivery of all the test's workers stalls; else the plain `voicebot worker`."""
         self.stall_file = tmp_path / "stalled-horse.pid"
         self.log = tmp_path / f"{name}.log"
         env = {**os.environ, "REDIS_URL": redis_url, "VOICEBOT_CONFIG": str(config or worker_config(tmp_path)),
                "STALL_FILE": str(self.stall_file)}
-        self.proc = subprocess.Popen([sys.executable, str(TESTS / "stalling_worker.py")], env=env, cwd=tmp_path,
+        command = [str(TESTS / "stalling_worker.py")] if stall else ["-m", "voicebot", "worker"]
+        self.proc = subprocess.Popen([sys.executable, *command], env=env, cwd=tmp_path,
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def stalled_horse(self) -> int:
@@ -191,6 +196,33 @@ def test_a_worker_killed_whole_leaves_its_job_to_the_next_worker(tmp_path, priva
 
 
 # -- the web process -------------------------------------------------------------------------------
+
+def test_a_live_call_with_redis_down_is_transferred_and_its_context_delivered_when_redis_returns(
+        tmp_path, private_redis):
+    server = servers.Server(tmp_path, private_redis.url, "serve")      # its outbox: tmp_path/data/
+    outbox = Outbox(tmp_path / "data" / "outbox.sqlite3", 86400, 1000)
+    worker = None
+    try:
+        private_redis.stop()
+        report = place_call(server.url, [{"dtmf": "0"}], auth_token=servers.TOKEN, account_sid=servers.ACCOUNT,
+                            voice="ko", max_seconds=60)
+        assert not report.timed_out, report.events
+        assert report.transfer and report.transfer["target"] == servers.AGENT
+        wait_for(lambda: outbox.pending() == 1, "the context in the outbox")
+        assert oct(outbox.path.stat().st_mode & 0o777) == oct(0o600)
+        assert server.metric('voicebot_handoff_outbox_total{event="put"}') == 1
+
+        private_redis.start()                      # back, and empty
+        worker = WorkerProcess(tmp_path, private_redis.url, "worker", config=tmp_path / "serve.yaml", stall=False)
+        connection = redis.Redis.from_url(private_redis.url)
+        context = wait_for(lambda: delivered(connection, report.call_sid), "the context delivered")
+        assert context["reason"] == "explicit_request" and context["summary"]
+        wait_for(lambda: outbox.pending() == 0, "the outbox to empty")
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
+
 
 def web_runtime(tmp_path: Path, redis_url: str) -> Runtime:
     """A runtime on the Korean test flow, without speech models (nothing here listens)."""
