@@ -53,7 +53,7 @@ class Metrics:
                                      ["method", "outcome"], registry=r)
         self.outbox = Counter("voicebot_handoff_outbox_total",
                               "Handoff contexts through the local outbox while Redis did not take them: put, "
-                              "drained (queued later), expired (older than the call TTL), dropped (outbox full)",
+                              "drained (queued later), expired (older than the call TTL), dropped (outbox full, or not storable)",
                               ["event"], registry=r)
         self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
                                 ["flow", "step", "kind"], registry=r)

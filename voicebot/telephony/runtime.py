@@ -24,18 +24,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
+from rq.job import Job
 
 from voicebot.config import Settings
 from voicebot.dialog.engine import DialogEngine
 from voicebot.errors import VoicebotError
 from voicebot.flow import Flow, load_flows
+from voicebot.handoff.jobs import CONTEXT_KEY
 from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
+from voicebot.handoff.queueing import job_id
 from voicebot.identity import Directory
 from voicebot.identity.service import IdentityService, uses_verification
 from voicebot.redis_clients import redis_client
@@ -120,7 +124,7 @@ class Runtime:
         """Contexts an earlier run (or another process) left in the outbox: queue them when Redis answers."""
         try:
             waiting = self.outbox.pending()
-        except Exception as exc:
+        except (sqlite3.Error, OSError) as exc:
             log.error("handoff outbox %s cannot be read: %s", self.outbox.path, exc)
             return
         if waiting:
@@ -273,11 +277,6 @@ class Runtime:
         self.outbox.forget(call_id)
 
     def _ensure(self, context: dict[str, Any]) -> None:
-        from rq.job import Job
-
-        from voicebot.handoff.jobs import CONTEXT_KEY
-        from voicebot.handoff.queueing import job_id
-
         call_id = str(context["call_id"])
         try:
             connection = self._connection()
