@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import socket
 import uuid
@@ -51,3 +52,18 @@ def test_worker_error_hides_the_redis_password(settings, capsys):
     err = capsys.readouterr().err
     assert "s3cret" not in err
     assert f"redis://user:***@127.0.0.1:{port}/0" in err
+
+
+def test_worker_queues_what_the_outbox_holds_before_it_starts_working(settings, redis_url):
+    from voicebot.handoff.outbox import Outbox
+
+    settings = dataclasses.replace(settings, handoff_queue=f"test-{uuid.uuid4().hex}")
+    call_id = f"CA-outbox-{uuid.uuid4().hex[:8]}"
+    outbox = Outbox(settings.outbox_path, settings.call_ttl_seconds, settings.outbox_max_entries)
+    outbox.put({"call_id": call_id, "queue": "agents", "summary": "kept while Redis was away"})
+
+    assert run_worker(settings, burst=True) == 0
+
+    connection = redis.Redis.from_url(redis_url)
+    assert json.loads(connection.get(f"voicebot:handoff:{call_id}"))["summary"] == "kept while Redis was away"
+    assert outbox.pending() == 0
