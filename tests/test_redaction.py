@@ -48,6 +48,7 @@ from rq.job import Job
 from servers import ACCOUNT, TOKEN, Server
 from voicebot.dialog.actions import Listen, Transfer
 from voicebot.emulator import CallReport, place_call
+from voicebot.handoff.queueing import SERIALIZER
 from voicebot.flow import parse_flow
 from voicebot.simulator import Simulation
 from voicebot.speech.cache import cache_key
@@ -175,7 +176,7 @@ def rq_jobs(client: redis.Redis) -> list[tuple[str, bytes]]:
         job_id = key.decode().removeprefix("rq:job:")
         if ":" in job_id:        # rq:job:<id>:dependents and the like
             continue
-        job = Job.fetch(job_id, connection=client)
+        job = Job.fetch(job_id, connection=client, serializer=SERIALIZER)
         result = job.latest_result()
         seen = {"args": job.args, "kwargs": job.kwargs, "meta": job.meta, "description": job.description,
                 "result": result and (result.return_value, result.exc_string)}

@@ -168,3 +168,18 @@ def test_a_call_enqueued_and_run_twice_is_delivered_once(own_queue, connection):
         announced += [m for m in [json.loads(message["data"])] if m["call_id"] == record["call_id"]]
     pubsub.close()
     assert announced == [record]
+
+
+def test_worker_queues_what_the_outbox_holds_before_it_starts_working(settings, redis_url):
+    from voicebot.handoff.outbox import Outbox
+
+    settings = dataclasses.replace(settings, handoff_queue=f"test-{uuid.uuid4().hex}")
+    call_id = f"CA-outbox-{uuid.uuid4().hex[:8]}"
+    outbox = Outbox(settings.outbox_path, settings.call_ttl_seconds, settings.outbox_max_entries)
+    outbox.put({"call_id": call_id, "queue": "agents", "summary": "kept while Redis was away"})
+
+    assert run_worker(settings, burst=True) == 0
+
+    connection = redis.Redis.from_url(redis_url)
+    assert json.loads(connection.get(f"voicebot:handoff:{call_id}"))["summary"] == "kept while Redis was away"
+    assert outbox.pending() == 0

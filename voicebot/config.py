@@ -86,6 +86,8 @@ class RedisSection:
 @dataclass(config=_SECTION)
 class QueuesSection:
     handoff: Name = "handoff"
+    outbox: Path = Path("data/outbox.sqlite3")
+    outbox_max_entries: Annotated[Int, _range(1, 1_000_000)] = 1000
 
 
 @dataclass(config=_SECTION)
@@ -247,6 +249,8 @@ class Settings:
     redis_url: str
     call_ttl_seconds: int
     handoff_queue: str
+    outbox_path: Path             # handoff contexts Redis could not take yet (voicebot/handoff/outbox.py)
+    outbox_max_entries: int
     max_turns: int
     transfer_words: dict[str, list[str]]
     host: str
@@ -436,6 +440,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         redis_url=config.redis.url,
         call_ttl_seconds=config.redis.call_ttl_seconds,
         handoff_queue=config.queues.handoff,
+        outbox_path=under_root(config.queues.outbox),
+        outbox_max_entries=config.queues.outbox_max_entries,
         max_turns=config.dialog.max_turns,
         transfer_words=config.dialog.transfer_words,
         host=config.web.host,

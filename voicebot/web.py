@@ -332,6 +332,8 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
         rt.store.update(call_sid, ending=ending, announce=said)
         rt.enqueue_handoff(transfer.context)
         record = {**record, "announce": said}
+    elif isinstance(ending.get("context"), dict):
+        rt.ensure_handoff(ending["context"])   # lost on the way (Redis was away)? queued again, or kept
     if ending.get("reason") == "error":      # a broken stream's caller reaches a person: nothing to go on with
         forget_unfinished(rt.store.redis, flow, str(record.get("caller", "")), rt.settings.hash_salt)
     announce = record.get("announce")
@@ -478,5 +480,6 @@ def serve(settings: Settings, port: int | None = None, announce: str = "") -> No
         # Models, recognisers and the synthesiser's thread are made in the worker, after the fork:
         # threads do not survive a fork.
         "post_worker_init": lambda worker: _worker_started(settings, runtime),
+        "worker_exit": lambda server, worker: runtime.close(),
     }
     _Server(app, options).run()

@@ -5,10 +5,23 @@ keeping it in its own process means a stuck handoff never holds up a thread serv
 It reads the queue with the JSON serializer the web process writes it with
 (``handoff.queueing.handoff_queue``), and runs RQ's scheduler too: a failed delivery is retried
 after a pause, and it is the scheduler that puts it back on the queue when the pause is over.
+
+Nothing handed to the worker is lost:
+
+- A job whose work-horse dies (SIGKILL, out of memory) is failed by the worker at once and, with
+  the retries the job was queued with, scheduled again: the worker runs RQ's scheduler, which
+  moves a retry whose back-off has passed back onto the queue.
+- A job whose whole worker died stays "started" until the dead worker's heartbeat runs out
+  (about 90 s); RQ's maintenance then retries it. The worker runs maintenance when it starts and
+  every ``MAINTENANCE_SECONDS`` (RQ's default is ten minutes, and an idle worker only gets to it
+  between its blocking waits, hence the shorter ``WORKER_TTL``).
+- Contexts a web process could not queue (Redis was away) wait in the outbox: the worker queues
+  them before it starts working and every few seconds while it runs (voicebot/handoff/outbox.py).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 
@@ -16,8 +29,14 @@ import redis
 from rq import Worker
 
 from voicebot.config import Settings
+from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
 from voicebot.handoff.queueing import SERIALIZER, handoff_queue
 from voicebot.redis_clients import ping, redis_client, shown_url
+
+MAINTENANCE_SECONDS = 30
+"""How often RQ's maintenance looks for jobs of dead workers (it retries them)."""
+WORKER_TTL = 45
+"""The worker's heartbeat; an idle worker blocks on the queue for 15 s less, then may run maintenance."""
 
 
 def _fail(url: str, reason: str) -> int:
@@ -44,20 +63,30 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         return _fail(url, reason)
 
     connection = redis_client(url, "queue")
+    enqueue_connection = redis_client(url, "enqueue")
+    outbox = Outbox(settings.outbox_path, settings.call_ttl_seconds, settings.outbox_max_entries)
+    enqueue = functools.partial(enqueue_or_known, enqueue_connection, settings.handoff_queue,
+                                keep_seconds=settings.call_ttl_seconds)
+    drainer = Drainer(outbox, enqueue, keep_going=True, name="voicebot-worker-outbox")
     # RQ installs its own SIGINT/SIGTERM handlers for a warm shutdown; put the caller's back
     # afterwards so an in-process caller (the tests) is left as it was.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        worker = Worker([handoff_queue(connection, settings.handoff_queue)], connection=connection,
-                        serializer=SERIALIZER)
+        outbox.drain(enqueue, limit=settings.outbox_max_entries)
+        if not burst:
+            drainer.kick()
+        worker = Worker([handoff_queue(connection, settings.handoff_queue)], connection=connection, serializer=SERIALIZER,
+                        maintenance_interval=MAINTENANCE_SECONDS, worker_ttl=WORKER_TTL)
         worker.work(burst=burst, with_scheduler=True)
     except redis.ConnectionError as exc:
         # Redis went away between the probe and the worker's start-up; inside its loop RQ logs
         # and stops by itself.
         return _fail(url, str(exc))
     finally:
+        drainer.stop()
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)
         connection.close()
+        enqueue_connection.close()
     return 0

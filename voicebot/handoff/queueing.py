@@ -28,6 +28,8 @@ DELIVER = "voicebot.handoff.jobs.deliver"
 RETRY_INTERVALS = [1, 2, 5, 10, 30]
 """Seconds before each retry of a failed delivery: five more tries within a minute."""
 SERIALIZER = JSONSerializer
+RETRY = Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
+"""A delivery that failed, or whose worker died under it, is tried again after these seconds."""
 
 
 def job_id(call_id: str) -> str:
@@ -54,5 +56,5 @@ def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str,
         DELIVER, record, keep_seconds, job_id=job_id(call_id),
         description=f"handoff of call {call_id} to {record.get('queue')}",
         ttl=keep_seconds, result_ttl=keep_seconds, failure_ttl=keep_seconds,
-        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS))
+        retry=RETRY)
     return job_id(call_id)

@@ -51,6 +51,10 @@ class Metrics:
         self.verifications = Counter("voicebot_verifications_total",
                                      "Identity checks by method and outcome (match, no_match, locked, unavailable)",
                                      ["method", "outcome"], registry=r)
+        self.outbox = Counter("voicebot_handoff_outbox_total",
+                              "Handoff contexts through the local outbox while Redis did not take them: put, "
+                              "drained (queued later), expired (older than the call TTL), dropped (outbox full, or not storable)",
+                              ["event"], registry=r)
         self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
                                 ["flow", "step", "kind"], registry=r)
 

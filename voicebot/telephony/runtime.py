@@ -12,6 +12,8 @@ The runtime also admits media streams (``admit_stream``: the call's token, its a
 stream per call, at most ``telephony.max_calls`` live streams) and counts sockets that have not
 sent ``start`` yet, so that neither forged nor idle sockets can take a call or the server's threads.
 Handoff jobs and text messages run on executors of their own, never behind the start-up work.
+A handoff context Redis does not take goes to the outbox (voicebot/handoff/outbox.py), drained by
+a thread of this process while it holds something, and by `voicebot worker`; ``close`` stops it.
 
 Identity checks (``identity``) use the configured customer directory, opened only when a flow has
 a verify step, and lockout counters in Redis through the store's client: when Redis does not
@@ -22,17 +24,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
+from rq.job import Job
 
 from voicebot.config import Settings
 from voicebot.dialog.engine import DialogEngine
 from voicebot.errors import VoicebotError
 from voicebot.flow import Flow, load_flows
+from voicebot.handoff.jobs import CONTEXT_KEY
+from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
+from voicebot.handoff.queueing import job_id
 from voicebot.identity import Directory
 from voicebot.identity.service import IdentityService, uses_verification
 from voicebot.redis_clients import redis_client
@@ -69,6 +76,9 @@ class Runtime:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-startup")
         self._handoff = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-handoff")
         self._queue_connection: Any = None
+        self.outbox = Outbox(settings.outbox_path, settings.call_ttl_seconds, settings.outbox_max_entries,
+                             on_event=lambda event, n: self.metrics.outbox.labels(event=event).inc(n))
+        self._drainer = Drainer(self.outbox, self._enqueue_now)
         self.sms = SmsSender(settings, self.metrics, self.store.redis)
         self.ready = threading.Event()
         tel = settings.telephony
@@ -105,9 +115,28 @@ class Runtime:
                 (speech_for if self._prepare_language(language) else keypad_for).append(language)
         except Exception:   # never leave /healthz at 503 for ever: calls still reach a person
             log.exception("start-up work failed; taking calls anyway")
+        self._drain_leftovers()
         self.ready.set()
         log.info("ready to take calls: %d flow(s); speech recognition for %s; keypad only for %s; prompts rendered",
                  len(self.flows), ", ".join(speech_for) or "no language", ", ".join(keypad_for) or "no language")
+
+    def _drain_leftovers(self) -> None:
+        """Contexts an earlier run (or another process) left in the outbox: queue them when Redis answers."""
+        try:
+            waiting = self.outbox.pending()
+        except (sqlite3.Error, OSError) as exc:
+            log.error("handoff outbox %s cannot be read: %s", self.outbox.path, exc)
+            return
+        if waiting:
+            log.warning("%d handoff context(s) wait in the outbox %s; queued when Redis answers", waiting,
+                        self.outbox.path)
+            self._drainer.kick()
+
+    def close(self) -> None:
+        """Finish the handoffs under way (each ends queued or in the outbox), then stop the outbox's
+        drain thread: what the outbox holds stays for the worker or the next start."""
+        self._handoff.shutdown(wait=True)
+        self._drainer.stop()
 
     def _prepare_language(self, language: str) -> bool:
         """Load the language's model and render its flows' prompts; False when it has no model."""
@@ -214,20 +243,50 @@ class Runtime:
     # -- after a call --------------------------------------------------------------------------
 
     def enqueue_handoff(self, context: dict[str, Any]) -> None:
-        """Push the agent's context through RQ; a dead Redis is logged, the transfer goes on."""
+        """Push the agent's context through RQ, or into the outbox when Redis does not take it; the
+        transfer goes on either way."""
         self._handoff.submit(self._enqueue, context)
 
-    def _enqueue(self, context: dict[str, Any]) -> None:
-        from voicebot.handoff.queueing import enqueue_context
+    def ensure_handoff(self, context: dict[str, Any]) -> None:
+        """The call is being transferred: queue its context again unless Redis holds it already
+        (delivered under ``voicebot:handoff:<call id>``, or its job exists)."""
+        if context.get("call_id"):
+            self._handoff.submit(self._ensure, context)
 
+    def _connection(self) -> Any:
+        if self._queue_connection is None:
+            self._queue_connection = redis_client(self.settings.redis_url, "enqueue")
+        return self._queue_connection
+
+    def _enqueue_now(self, context: dict[str, Any]) -> None:
+        enqueue_or_known(self._connection(), self.settings.handoff_queue, context,
+                         keep_seconds=self.settings.call_ttl_seconds)
+
+    def _enqueue(self, context: dict[str, Any]) -> None:
+        call_id = str(context.get("call_id"))
         try:
-            if self._queue_connection is None:
-                self._queue_connection = redis_client(self.settings.redis_url, "enqueue")
-            enqueue_context(self._queue_connection, self.settings.handoff_queue, context,
-                            keep_seconds=self.settings.call_ttl_seconds)
+            self._enqueue_now(context)
         except (redis.RedisError, OSError, ValueError) as exc:
-            log.error("call %s: handoff context not queued (%s); the transfer goes on, the agent gets the whisper",
-                      context.get("call_id"), exc)
+            if self.outbox.put(context):
+                log.error("call %s: handoff context not queued (%s); kept in the outbox until Redis answers, "
+                          "the transfer goes on", call_id, exc)
+                self._drainer.kick()
+            else:
+                log.error("call %s: handoff context not queued (%s) nor kept: the agent gets the whisper only",
+                          call_id, exc)
+            return
+        self.outbox.forget(call_id)
+
+    def _ensure(self, context: dict[str, Any]) -> None:
+        call_id = str(context["call_id"])
+        try:
+            connection = self._connection()
+            if connection.exists(CONTEXT_KEY.format(call_id=call_id)) or Job.exists(job_id(call_id), connection):
+                return
+            log.warning("call %s: Redis has neither the handoff context nor its job; queueing it again", call_id)
+        except (redis.RedisError, OSError, ValueError):
+            pass                 # Redis is away: the enqueue below keeps the context in the outbox
+        self._enqueue(context)
 
     def send_sms(self, call_sid: str, sender: str, action: Any) -> None:
         """Text the caller from ``sender`` (allowed countries, a few per number per day; see telephony/sms.py)."""
