@@ -26,7 +26,10 @@ ARTIFACTS = REPO / ".artifacts"
 WAIT_MS = 120_000
 """Generous: a busy 2-core machine runs the call, the worker and the browser at once."""
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+try:
+    from playwright import sync_api as playwright_api
+except ImportError:
+    pytest.fail("playwright is missing: `make install` installs it (the dev extra of pyproject.toml)", pytrace=False)
 if not Path(CHROMIUM).exists():
     pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium (apt-get install chromium)",
                 pytrace=False)
@@ -97,7 +100,14 @@ def test_a_transferred_call_appears_live_and_is_claimed(server, browser, redis_u
         group = [g for g in connection.xinfo_groups("voicebot:handoff:stream:agents")
                  if g["name"].decode().startswith("browser-")]
         assert group, "the desk reads the queue's stream with its consumer group"
-        assert connection.hget(f"voicebot:desk:{group[0]['name'].decode()}:call:{call_sid}", "agent") == b"alice"
+        state = f"voicebot:desk:{group[0]['name'].decode()}:call:{call_sid}"
+        assert connection.hget(state, "agent") == b"alice"
+        page.select_option(f"{card} select[name=outcome]", "resolved")
+        page.focus(f"{card} .close-form button")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(card, state="detached", timeout=WAIT_MS)
+        assert "Closed: Resolved." in page.inner_text("#messages")
+        assert connection.hget(state, "outcome") == b"resolved"
         connection.close()
     finally:
         page.close()

@@ -98,6 +98,7 @@ class Accounts:
         self.address_attempts = address_attempts
         self.window = float(window_seconds)
         self._clock = clock
+        self._ready = False            # the schema is made once per instance, not on every request
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -106,9 +107,11 @@ class Accounts:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode=WAL")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                self._ready = True
             yield conn
         finally:
             conn.close()

@@ -83,10 +83,11 @@
                              again.querySelector("[data-focus-key]") || again.querySelector("article"));
       if (target) { target.focus(); }
     }
-    live.textContent = data.waiting + " waiting" + (arrived.length ? "; new: " + arrived.map(function (li) {
+    var news = data.waiting + " waiting" + (arrived.length ? "; new: " + arrived.map(function (li) {
       var title = li.querySelector("h2");
       return title ? title.textContent.replace(/\s+/g, " ").trim() : "a transfer";
     }).join("; ") : "");
+    if (live.textContent !== news) { live.textContent = news; }   // a live region: say only what changed
     document.title = (data.waiting ? "(" + data.waiting + ") " : "") + "Agent desk · voicebot";
     tick();
   }
