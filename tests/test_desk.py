@@ -124,7 +124,8 @@ def test_log_in_gives_a_hardened_cookie_and_the_board(desk):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/agent" in cookie and "Secure" in cookie
     page = client.get("/agent")
     assert page.status_code == 200 and SUMMARY in page.get_data(as_text=True)
-    assert page.headers["Cache-Control"] == "no-store" and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
 def test_the_cookie_is_not_secure_behind_plain_http(desk):
@@ -291,7 +292,26 @@ def test_an_entry_trimmed_from_the_stream_leaves_the_board(desk):
     desk.redis.xdel(stream_key(desk.queue), entry)
     assert alice.get("/agent/api/transfers").get_json()["transfers"] == []
     assert desk.redis.xpending(stream_key(desk.queue), desk.settings.desk.group)["pending"] == 0
-    assert record["call_id"]
+    assert record["call_id"] not in alice.get("/agent").get_data(as_text=True)
+
+
+def test_one_call_in_two_queues_is_one_card_and_closing_acknowledges_both(desk):
+    second = desk.queue + "-late"
+    settings = dataclasses.replace(desk.settings, desk=dataclasses.replace(desk.settings.desk,
+                                                                           queues=(desk.queue, second)))
+    app = create_app(settings)
+    record = deliver(desk)
+    desk.redis.xadd(stream_key(second), {"call_id": record["call_id"], "context": json.dumps(record)})
+    alice = logged_in(app)
+    [transfer] = alice.get("/agent/api/transfers").get_json()["transfers"]
+    assert len(transfer["entry_ids"]) == 2
+    path = f"/agent/transfers/{record['call_id']}"
+    for action, data in (("claim", {}), ("close", {"outcome": "passed_on"})):
+        response = alice.post(f"{path}/{action}", data={"csrf_token": alice.csrf, **data},
+                              headers={"Accept": "application/json"})
+        assert response.status_code == 200, response.get_json()
+    group = settings.desk.group
+    assert [desk.redis.xpending(stream_key(q), group)["pending"] for q in (desk.queue, second)] == [0, 0]
 
 
 def test_the_board_lives_in_redis_not_in_one_process(desk):

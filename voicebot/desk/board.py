@@ -92,13 +92,16 @@ class Transfer:
 
     call_id: str
     queue: str
-    stream: str
-    entry_ids: list[str]
+    entries: list[tuple[str, str]]       # (stream, entry id): one call delivered twice is still one card
     delivered_ms: int
     record: dict[str, Any] | None
     agent: str | None = None
     claimed_at_ms: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entry_ids(self) -> list[str]:
+        return [entry_id for _, entry_id in self.entries]
 
     @property
     def waiting_since_ms(self) -> int:
@@ -200,9 +203,9 @@ class Board:
                     continue
                 call_id = _text(fields.get(b"call_id", b""))
                 if call_id in by_call:       # one call, one card; closing it acknowledges every entry
-                    by_call[call_id].entry_ids.append(entry_id)
+                    by_call[call_id].entries.append((stream, entry_id))
                     continue
-                by_call[call_id] = Transfer(call_id=call_id, queue=queue, stream=stream, entry_ids=[entry_id],
+                by_call[call_id] = Transfer(call_id=call_id, queue=queue, entries=[(stream, entry_id)],
                                             delivered_ms=entry_ms(entry_id), record=_record(fields.get(b"context")))
             if gone:
                 self.client.xack(stream, self.group, *gone)
@@ -240,7 +243,7 @@ class Board:
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         transfer = self.find(call_id)
-        keys = [self.state_key(call_id)] + [transfer.stream] * len(transfer.entry_ids)
+        keys = [self.state_key(call_id)] + [stream for stream, _ in transfer.entries]
         result, holder = self._close(keys=keys, args=[agent, outcome, self.keep_seconds, self.channels[1],
                                                       self.group, *transfer.entry_ids, call_id])
         holder = _text(holder or b"")
