@@ -355,6 +355,21 @@ def test_without_a_secret_the_desk_is_off_and_calls_are_not(desk):
     assert client.get("/healthz").status_code in (200, 503)            # the rest of the app is there
 
 
+def test_with_redis_down_the_desk_says_so_and_logging_in_still_works(desk):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    alice = logged_in(create_app(dataclasses.replace(desk.settings, redis_url=dead)))
+    page = alice.get("/agent")
+    assert page.status_code == 503 and "Redis does not answer" in page.get_data(as_text=True)
+    assert alice.get("/agent/api/transfers").status_code == 503
+    claim = alice.post("/agent/transfers/CA1/claim", data={"csrf_token": alice.csrf},
+                       headers={"Accept": "application/json"})
+    assert claim.status_code == 503
+
+
 # -- live updates ----------------------------------------------------------------------------------------
 
 def events_of(response):
