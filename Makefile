@@ -53,6 +53,8 @@ system-packages:
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"
+	# The agent desk's browser tests drive Debian's Chromium through Playwright (pip), never a download.
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"
 	( $(FIND_PYTHON) ) >/dev/null || missing="$$missing python3 python3-venv python3-pip"
 	[ -z "$$missing" ] && exit 0
 	echo "Installing system packages:$$missing"

@@ -181,7 +181,7 @@ def test_development_mode_keeps_a_private_local_salt(tmp_path):
     assert str(path) in line and settings.hash_salt not in line
     again, _ = apply_dev_mode(load_settings(config, environ={}), 5099)
     assert again.hash_salt == settings.hash_salt            # kept: hashes written earlier are found again
-    assert sorted(p.name for p in path.parent.iterdir()) == ["dev-auth-token", "hash-salt"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["desk-secret", "dev-auth-token", "hash-salt"]
     given, line = apply_dev_mode(load_settings(config, environ={"VOICEBOT_HASH_SALT": "x" * 40}), 5099)
     assert given.hash_salt == "x" * 40 and "VOICEBOT_HASH_SALT" in line
     path.write_text("")                                      # emptied by hand: made anew

@@ -14,7 +14,7 @@ from rq.job import Job
 
 from voicebot.handoff import outbox as outbox_module
 from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
-from voicebot.handoff.queueing import job_id
+from voicebot.handoff.queueing import SERIALIZER, job_id
 
 TTL = 3600
 WAIT = 30.0
@@ -53,7 +53,7 @@ def test_a_context_leaves_only_once_redis_has_taken_it(box, events, redis_url):
     assert box.drain(lambda c: enqueue_or_known(connection, queue, c)) == 2
     assert box.pending() == 0
     for call_id in ("CA-o1", "CA-o2"):
-        job = Job.fetch(job_id(call_id), connection=connection)
+        job = Job.fetch(job_id(call_id), connection=connection, serializer=SERIALIZER)
         assert job.origin == queue and job.args[0]["call_id"] == call_id
     assert events == {"put": 2, "drained": 2}
 

@@ -151,13 +151,14 @@ def chat(ctx: click.Context, flow_file: str | None, caller: str, at: str | None,
 
 
 def _register() -> None:
+    from voicebot.commands.agents import agents
     from voicebot.commands.audio import audio
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
     from voicebot.commands.transcribe import transcribe
 
-    for command in (models, doctor, audio, transcribe, call, customers):
+    for command in (models, doctor, audio, transcribe, call, customers, agents):
         main.add_command(command)
 
 

@@ -194,6 +194,25 @@ class IdentitySection:
     crm_token: Text = dataclasses.field(default="", repr=False)
 
 
+@dataclass(config=_SECTION)
+class DeskSection:
+    """The agent desk (``/agent``): its accounts file, sessions, lockout and live-update limits (docs/desk.md)."""
+
+    accounts: Path = Path("data/agents.sqlite3")
+    queues: tuple[StrictStr, ...] = ()
+    group: Name = "desk"
+    session_hours: Annotated[Int, _range(1, 168, unit="hours")] = 12
+    lockout_attempts: Annotated[Int, _range(1, 100)] = 5
+    lockout_attempts_per_address: Annotated[Int, _range(1, 10000)] = 20
+    lockout_minutes: Annotated[Int, _range(1, 10080, unit="minutes")] = 15
+    max_event_streams: Annotated[Int, _range(0, 1000, note="0: every desk polls")] = 4
+    event_stream_seconds: Annotated[Int, _range(10, 3600, unit="seconds")] = 300
+    heartbeat_seconds: Annotated[Int, _range(1, 300, unit="seconds")] = 15
+    poll_seconds: Annotated[Int, _range(1, 300, unit="seconds")] = 5
+    max_cards: Annotated[Int, _range(1, 1000)] = 200
+    secret: Text = dataclasses.field(default="", repr=False)
+
+
 class ConfigFile(BaseModel):
     """config.yaml as written: one attribute per section."""
 
@@ -208,6 +227,7 @@ class ConfigFile(BaseModel):
     prompts: PromptSettings = PromptSettings()
     telephony: TelephonySettings = TelephonySettings()
     identity: IdentitySection = IdentitySection()
+    desk: DeskSection = DeskSection()
 
 
 # Environment variables that override a setting of config.yaml (its range still applies).
@@ -224,6 +244,7 @@ ENV_SECRETS = {
     "TWILIO_API_BASE": ("telephony", "api_base"),
     "VOICEBOT_STREAM_SECRET": ("telephony", "stream_secret"),
     "VOICEBOT_CRM_TOKEN": ("identity", "crm_token"),
+    "VOICEBOT_DESK_SECRET": ("desk", "secret"),
 }
 _FILE_ONLY_NOT = {key: var for var, (_, key) in ENV_SECRETS.items()}
 
@@ -261,6 +282,7 @@ class Settings:
     prompts: PromptSettings
     telephony: TelephonySettings
     identity: IdentitySection
+    desk: DeskSection = dataclasses.field(default_factory=DeskSection)
     metrics_token: str = dataclasses.field(default="", repr=False)   # VOICEBOT_METRICS_TOKEN
     dev: bool = False                                                # VOICEBOT_DEV=1
     hash_salt: str = dataclasses.field(default="", repr=False)       # VOICEBOT_HASH_SALT
@@ -458,4 +480,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
                                     recorded_dir=under_root(prompts.recorded_dir)),
         telephony=config.telephony,
         identity=dataclasses.replace(config.identity, database=under_root(config.identity.database)),
+        desk=dataclasses.replace(config.desk, accounts=under_root(config.desk.accounts)),
     )

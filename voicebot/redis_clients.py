@@ -10,6 +10,8 @@ dequeue must be allowed to block; so the timeouts differ by purpose, and they ar
 - ``store``: call state read and written during a call (0.25 s; sms limits and stream claims
   share the store's client);
 - ``enqueue``: the web process pushing a handoff job (1 s);
+- ``desk``: the agent desk reading its board and claiming (1 s: a person is waiting for the page,
+  and a desk that says "Redis does not answer" beats one that hangs);
 - ``queue``: the RQ worker's own connection (5 s to connect, no read timeout: its dequeue blocks;
   redis-py's own retry policy, as RQ expects).
 
@@ -37,6 +39,7 @@ PURPOSES = {
     "probe": Purpose(0.5, 0.5),
     "store": Purpose(0.25, 0.25),
     "enqueue": Purpose(1.0, 1.0),
+    "desk": Purpose(1.0, 1.0),
     "startup": Purpose(5.0, 5.0),
     "queue": Purpose(5.0, None, retry=True),
 }

@@ -36,6 +36,7 @@ from gunicorn.app.base import BaseApplication
 
 from voicebot import __version__
 from voicebot.config import Settings, load_settings
+from voicebot.desk import register_desk
 from voicebot.dialog.hours import is_open
 from voicebot.redis_clients import redis_client
 from voicebot.telephony import twiml
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     health_redis = _health_client(settings.redis_url)
     rt = runtime or Runtime(settings)
     app.extensions["voicebot_runtime"] = rt
+    register_desk(app, settings, rt.flows)      # /agent: the agents' desk (its own cookie secret and log-in)
     tel = settings.telephony
     configured = bool(tel.auth_token and tel.public_url)
     if not configured:
@@ -443,9 +445,10 @@ def _worker_started(settings: Settings, runtime: Runtime) -> None:
 
 
 def thread_count(settings: Settings) -> int:
-    """Every live stream and every starting socket holds a thread; webhooks keep threads of their own."""
+    """Every live stream, every starting socket and every desk's live-update stream holds a thread;
+    webhooks keep threads of their own."""
     tel = settings.telephony
-    return tel.max_calls + tel.max_pending_streams + settings.webhook_threads
+    return tel.max_calls + tel.max_pending_streams + settings.desk.max_event_streams + settings.webhook_threads
 
 
 def serve(settings: Settings, port: int | None = None, announce: str = "") -> None:

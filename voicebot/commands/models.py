@@ -171,7 +171,8 @@ def doctor(ctx: click.Context, live: bool) -> None:
       rings it.
     Warnings only (exit 0):
       TWILIO_ACCOUNT_SID (text messages need it), flows.default not among the flows,
-      ffmpeg (needed only for recorded prompts and audio files that are not plain PCM WAV).
+      ffmpeg (needed only for recorded prompts and audio files that are not plain PCM WAV),
+      the agent desk: no agent account yet, or (with --live) no VOICEBOT_DESK_SECRET.
     Secrets are never printed, only whether they are set.
     """
     settings = settings_from(ctx)
@@ -179,7 +180,8 @@ def doctor(ctx: click.Context, live: bool) -> None:
               _program_check("espeak-ng", True, "prompt synthesis needs it: apt-get install espeak-ng"),
               _program_check("ffmpeg", False, "reading recorded prompts other than PCM WAV needs it: "
                                                "apt-get install ffmpeg"),
-              _pyttsx3_check(), *_twilio_checks(settings, live), _salt_check(settings, live)]
+              _pyttsx3_check(), *_twilio_checks(settings, live), _salt_check(settings, live),
+              *_desk_checks(settings, live)]
     width = max(len(check.part) for check in checks)
     for check in checks:
         click.echo(f"{check.label:<8} {check.part:<{width}}  {check.detail}")
@@ -295,3 +297,28 @@ def _salt_check(settings: Settings, live: bool) -> Check:
                  "VOICEBOT_HASH_SALT is not set: needed to take real calls (secret answers and calling numbers are "
                  f"kept as hashes keyed with it; make one with `{SALT_RECIPE}`); for local use the development mode "
                  f"keeps one in {DEV_SALT_FILE}", required=live)
+
+
+def _desk_checks(settings: Settings, live: bool) -> list[Check]:
+    """The agent desk (/agent): someone must be able to log in, and its cookies need a secret."""
+    import sqlite3
+
+    from voicebot.desk import secret_problem
+    from voicebot.desk.accounts import Accounts
+
+    accounts = settings.desk.accounts
+    try:
+        names = Accounts(accounts).names()
+        detail = (f"{len(names)} account(s) in {accounts}" if names else
+                  f"no agent account in {accounts}: nobody can log in to /agent; make one with "
+                  "`voicebot agents add NAME`")
+    except (sqlite3.Error, OSError) as exc:
+        names, detail = [], f"{accounts} cannot be read ({exc})"
+    checks = [Check("desk agents", bool(names), detail, required=False)]
+    problem = secret_problem(settings.desk.secret)
+    if problem is None:
+        checks.append(Check("desk secret", True, "set (VOICEBOT_DESK_SECRET)"))
+    else:
+        checks.append(Check("desk secret", False, f"{problem}; without it /agent answers 503 (the development mode "
+                                                   "keeps one in .run/desk-secret)", required=False))
+    return checks

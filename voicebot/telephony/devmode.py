@@ -12,7 +12,9 @@ or ``VOICEBOT_DEV=1``; ``make run`` turns it on when TWILIO_AUTH_TOKEN is not se
   loopback address still works);
 - when no VOICEBOT_HASH_SALT is set, keys its hashes with a random salt kept in ``.run/hash-salt``
   (mode 600). Unlike the token it is made once and kept: hashes written under one salt (stored
-  secret answers, lockout counters, unfinished calls) are only found again under the same salt.
+  secret answers, lockout counters, unfinished calls) are only found again under the same salt;
+- when no VOICEBOT_DESK_SECRET is set, signs the agent desk's session cookies with a random secret
+  kept in ``.run/desk-secret`` (mode 600) the same way, so agents stay logged in across restarts.
 
 Outside this mode ``serve_problem`` refuses to start without Twilio's credentials and a salt of
 its own: a production server must not hash callers' secrets with a value nobody chose.
@@ -28,6 +30,7 @@ from pathlib import Path
 from voicebot.config import DEV_TOKEN_FILE, LOOPBACK, Settings
 
 DEV_SALT_FILE = Path(".run") / "hash-salt"
+DEV_DESK_SECRET_FILE = Path(".run") / "desk-secret"
 SALT_ENV = "VOICEBOT_HASH_SALT"
 MIN_SALT_LENGTH = 16
 """Characters a salt needs at least: a short one can be guessed, and every hash keyed with it undone."""
@@ -65,12 +68,21 @@ def read_dev_token(root: Path) -> str:
 
 
 def dev_salt(root: Path) -> str:
-    """The salt in ``.run/hash-salt``, made (mode 600) when there is none yet.
+    """The salt in ``.run/hash-salt``, made (mode 600) when there is none yet."""
+    return _kept_secret(root / DEV_SALT_FILE)
+
+
+def dev_desk_secret(root: Path) -> str:
+    """The desk's cookie-signing secret in ``.run/desk-secret``, made (mode 600) when there is none yet."""
+    return _kept_secret(root / DEV_DESK_SECRET_FILE)
+
+
+def _kept_secret(path: Path) -> str:
+    """A random value kept in ``path``, made (mode 600) when there is none yet.
 
     The web process and the worker may both start at once: the file is written under another
     name and linked into place, so one of them makes it and both read the same value.
     """
-    path = root / DEV_SALT_FILE
     try:
         salt = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -119,7 +131,10 @@ def apply_dev_mode(settings: Settings, port: int) -> tuple[Settings, str]:
     else:
         salt = dev_salt(settings.root)
         hashed = f"hashes keyed with the local salt in {settings.root / DEV_SALT_FILE}"
-    settings = dataclasses.replace(settings, host=LOOPBACK, dev=True, hash_salt=salt,
+    desk = settings.desk
+    if not desk.secret:
+        desk = dataclasses.replace(desk, secret=dev_desk_secret(settings.root))
+    settings = dataclasses.replace(settings, host=LOOPBACK, dev=True, hash_salt=salt, desk=desk,
                                    telephony=dataclasses.replace(tel, auth_token=token, public_url=public))
     return settings, f"development mode: listening on {LOOPBACK}:{port} only, public URL {public}; {how}; {hashed}"
 
