@@ -10,7 +10,7 @@ it with a consumer group and acknowledge) and publishes it on the channel ``voic
 a desktop that is listening). It runs in the worker, never on a call's thread, so a slow agents'
 side cannot hold up a live call.
 
-Delivery happens once per call however often the job runs: RQ retries a failed job, a worker
+Delivery happens once per call (and once more for a call-back task, see ``delivery_id``) however often the job runs: RQ retries a failed job, a worker
 killed mid-job leaves it to run again, and the same call may be enqueued twice. One Redis script
 sets the marker ``voicebot:handoff:delivered:<call id>`` (``SET NX``) and, only when it was not
 there, adds the stream entry, stores the per-call key and publishes; a script runs whole or not
@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 from rq import get_current_job
+
+from voicebot.handoff.contract import CALLBACK_REQUESTED
 
 CONTEXT_KEY = "voicebot:handoff:{call_id}"
 STREAM_KEY = "voicebot:handoff:stream:{queue}"
@@ -59,13 +61,20 @@ def stream_key(queue: str) -> str:
     return STREAM_KEY.format(queue=queue)
 
 
+def delivery_id(record: dict[str, Any]) -> str:
+    """What a delivery is unique by: the call, and a call-back task of that call apart from its
+    transfer (a caller nobody answered asks for a call back after the transfer was delivered)."""
+    call_id = str(record["call_id"])
+    return f"{call_id}-callback" if record.get("reason") == CALLBACK_REQUESTED else call_id
+
+
 def publish_record(connection: redis.Redis, record: dict[str, Any], *, keep_seconds: int = KEEP_SECONDS,
                    max_entries: int = STREAM_MAX_ENTRIES) -> str | None:
     """Deliver ``record`` once: the new stream entry's id, or None when this call was delivered
     already (nothing is written then). Raises ``redis.RedisError`` when Redis refuses it."""
     call_id = str(record["call_id"])
     payload = json.dumps(record, ensure_ascii=False)
-    keys = [DELIVERED_KEY.format(call_id=call_id), CONTEXT_KEY.format(call_id=call_id),
+    keys = [DELIVERED_KEY.format(call_id=delivery_id(record)), CONTEXT_KEY.format(call_id=call_id),
             stream_key(str(record.get("queue", "")))]
     entry = connection.eval(_DELIVER, len(keys), *keys, int(keep_seconds), payload, call_id, int(max_entries), CHANNEL)
     if entry is None:

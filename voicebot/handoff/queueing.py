@@ -22,7 +22,7 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from voicebot.handoff.contract import handoff_record
-from voicebot.handoff.jobs import KEEP_SECONDS
+from voicebot.handoff.jobs import KEEP_SECONDS, delivery_id
 
 DELIVER = "voicebot.handoff.jobs.deliver"
 RETRY_INTERVALS = [1, 2, 5, 10, 30]
@@ -31,6 +31,7 @@ SERIALIZER = JSONSerializer
 
 
 def job_id(call_id: str) -> str:
+    """The job of a call's delivery; ``call_id`` may be a ``jobs.delivery_id`` (a call-back task)."""
     return f"handoff-{call_id}"
 
 
@@ -48,7 +49,7 @@ def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str,
     version is made one (wait unknown). ``keep_seconds``: ``redis.call_ttl_seconds``, how long the
     job, its result and its failure, and the delivered record, may be kept."""
     record = context if "schema_version" in context else handoff_record(context, waited_seconds=None)
-    call_id = str(record["call_id"])
+    call_id = delivery_id(record)
     # A short description: RQ logs it, and the record (full postcode, transcript) must not be logged.
     handoff_queue(connection, queue_name).enqueue(
         DELIVER, record, keep_seconds, job_id=job_id(call_id),

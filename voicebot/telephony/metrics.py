@@ -45,6 +45,12 @@ class Metrics:
                                      registry=r)
         self.replays = Counter("voicebot_replayed_webhooks_total", "Webhooks for a call that had already finished",
                                registry=r)
+        self.unreachable = Counter("voicebot_agent_unreachable_total",
+                                   "Transfers no agent took: no-answer, busy, failed, canceled, after_hours",
+                                   ["why"], registry=r)
+        self.unreachable_choices = Counter("voicebot_unreachable_choices_total",
+                                           "What callers nobody took chose: callback, text, none", ["choice"],
+                                           registry=r)
         self.sms_sent = Counter("voicebot_sms_sent_total", "Text messages handed to Twilio", registry=r)
         self.sms_refused = Counter("voicebot_sms_refused_total",
                                    "Text messages not sent (country, not_e164, daily_limit)", ["reason"], registry=r)
