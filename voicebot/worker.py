@@ -5,6 +5,8 @@ keeping it in its own process means a stuck handoff never holds up a thread serv
 It reads the queue with the JSON serializer the web process writes it with
 (``handoff.queueing.handoff_queue``), and runs RQ's scheduler too: a failed delivery is retried
 after a pause, and it is the scheduler that puts it back on the queue when the pause is over.
+It reads the CRM webhook queue (``<queues.handoff>-webhooks``) after the handoff queue, so agents'
+cards go first; more than one worker process may run (each takes whichever job comes next).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rq import Worker
 
 from voicebot.config import Settings
 from voicebot.handoff.queueing import SERIALIZER, handoff_queue
+from voicebot.handoff.webhooks import configure as configure_webhooks
+from voicebot.handoff.webhooks import queue_name as webhook_queue
 from voicebot.redis_clients import ping, redis_client, shown_url
 
 
@@ -38,6 +42,13 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     ``burst``, retries whose pause is over when it starts are run too; later ones wait for the
     next worker.
     """
+    hooks = settings.webhooks
+    if any(hooks.urls.values()) and not hooks.secret:
+        print("voicebot worker: webhooks.urls is set in config.yaml but VOICEBOT_WEBHOOK_SECRET is not: "
+              "CRM webhooks are signed with it. Set it (the receivers check with the same secret).",
+              file=sys.stderr)
+        return 1
+    configure_webhooks(hooks)       # the forked work-horses inherit it
     url = settings.redis_url
     reason = ping(url, "startup")
     if reason is not None:
@@ -48,8 +59,9 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     # afterwards so an in-process caller (the tests) is left as it was.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        worker = Worker([handoff_queue(connection, settings.handoff_queue)], connection=connection,
-                        serializer=SERIALIZER)
+        queues = [handoff_queue(connection, settings.handoff_queue),     # cards first, then CRM webhooks
+                  handoff_queue(connection, webhook_queue(settings.handoff_queue))]
+        worker = Worker(queues, connection=connection, serializer=SERIALIZER)
         worker.work(burst=burst, with_scheduler=True)
     except redis.ConnectionError as exc:
         # Redis went away between the probe and the worker's start-up; inside its loop RQ logs

@@ -15,6 +15,7 @@ runs it).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -41,13 +42,16 @@ def handoff_queue(connection: redis.Redis, queue_name: str) -> Queue:
 
 
 def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str, Any], *,
-                    keep_seconds: int = KEEP_SECONDS) -> str:
+                    keep_seconds: int = KEEP_SECONDS, decided_at: float | None = None) -> str:
     """Queue ``context`` for delivery; returns the job id. Raises ``redis.RedisError``/``OSError``
     when Redis cannot take it (the caller decides what to do then).
 
     ``context`` is the handoff record (``handoff/contract.py``); an engine context without its
     version is made one (wait unknown). ``keep_seconds``: ``redis.call_ttl_seconds``, how long the
-    job, its result and its failure, and the delivered record, may be kept."""
+    job, its result and its failure, and the delivered record, may be kept. ``decided_at``: when
+    the transfer was decided (unix seconds; default now), kept as ``enqueued_at`` in the job's
+    meta: the worker measures the delay to delivery from it (a record held back while Redis was
+    down should pass the time it was decided)."""
     record = context if "schema_version" in context else handoff_record(context, waited_seconds=None)
     call_id = delivery_id(record)
     # A short description: RQ logs it, and the record (full postcode, transcript) must not be logged.
@@ -55,5 +59,6 @@ def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str,
         DELIVER, record, keep_seconds, job_id=job_id(call_id),
         description=f"handoff of call {call_id} to {record.get('queue')}",
         ttl=keep_seconds, result_ttl=keep_seconds, failure_ttl=keep_seconds,
+        meta={"enqueued_at": time.time() if decided_at is None else float(decided_at)},
         retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS))
     return job_id(call_id)
