@@ -215,5 +215,7 @@ def test_status_callback_finalises_and_metrics_show_it(client, runtime):
     assert scraped(client, 'voicebot_caller_failures_total{flow="ko_test",kind="no_input",step="booking"}') == 1
     text = client.get("/metrics").data.decode()
     for name in ("voicebot_active_calls", "voicebot_turns_total", "voicebot_recognition_seconds_bucket",
-                 "voicebot_response_seconds_bucket", "voicebot_transfers_total"):
-        assert name in text      # exported from the start; calls move them (test_call_session, test_phone_e2e)
+                 "voicebot_response_seconds_bucket", "voicebot_transfers_total",
+                 "voicebot_handoff_delay_seconds_count", "voicebot_webhook_given_up_total", "voicebot_webhook_failing"):
+        assert name in text      # exported from the start; calls move them (test_call_session, test_phone_e2e,
+                                 # the worker's figures: test_worker, test_webhooks)
