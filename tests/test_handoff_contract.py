@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from voicebot.commands.context import chat_identity
 from voicebot.config import load_settings
 from voicebot.flow import load_flow
-from voicebot.handoff.contract import SCHEMA_VERSION, handoff_record, seconds_since
+from voicebot.handoff.contract import CALLBACK_REQUESTED, SCHEMA_VERSION, callback_record, handoff_record, seconds_since
 from voicebot.handoff.jobs import CHANNEL, CONTEXT_KEY, DELIVERED_KEY, publish_record, stream_key
 from voicebot.simulator import load_scenarios, run_scenario
 
@@ -78,6 +78,18 @@ def test_secret_slots_appear_as_provided_and_the_wait_is_rounded():
     assert handoff_record(context, waited_seconds=-3)["waited_seconds"] == 0.0
     bad = {**record, "slots": {"pin": {"value": "1234"}}}
     assert problems(bad)                                  # a slot value is a plain value, never a structure
+
+
+def test_a_call_back_task_is_a_valid_record_that_says_why_and_keeps_the_transfers_reason():
+    for name, context in scenario_handoffs():
+        record = handoff_record(context, waited_seconds=10.0)
+        task = callback_record(record, why="no-answer", waited_seconds=55.5)
+        assert not problems(task), (name, problems(task))
+        assert task["reason"] == CALLBACK_REQUESTED and task["waited_seconds"] == 55.5
+        assert task["failures"] == [*record["failures"], {
+            "step": record["step"], "kind": "agent_unreachable",
+            "detail": {"why": "no-answer", "transfer_reason": record["reason"]}}]
+        assert callback_record(task, why="busy", waited_seconds=None) == task     # a task stays one task
 
 
 def test_seconds_since_reads_local_iso_times():

@@ -142,6 +142,8 @@ WEBHOOKS = [("/twilio/voice", {"CallSid": "CA-h", "From": "+31612345678", "To": 
             ("/twilio/whisper?call=CA-h", {"CallSid": "CA-agent", "ParentCallSid": "CA-h"}),
             ("/twilio/status", {"CallSid": "CA-h", "CallStatus": "completed"}),
             ("/twilio/dial-status", {"CallSid": "CA-h", "DialCallStatus": "no-answer"}),
+            ("/twilio/unreachable?why=no-answer&offer=1", {"CallSid": "CA-h", "Digits": "1"}),
+            ("/twilio/queue-pickup", {"CallSid": "CA-h", "DequeingCallSid": "CA-agent", "QueueTime": "3"}),
             ("/twilio/stream-status", {"CallSid": "CA-h", "StreamEvent": "stream-started"})]
 
 

@@ -151,14 +151,15 @@ def test_after_stream_dials_the_agent_with_a_whisper(base_settings, runtime):
     assert say.text.startswith("주제 예약") and say.get("language") == "ko-KR"
 
 
-def test_an_after_hours_transfer_skips_the_dial_and_queues_for_a_call_back(base_settings, runtime):
+def test_an_after_hours_transfer_skips_the_dial_and_offers_a_call_back(base_settings, runtime):
     client = make_client(base_settings, runtime, agent_number="+31201234567")
-    runtime.store.update("CA-closed", flow="ko_test", language="ko", ending={
+    runtime.store.update("CA-closed", flow="ko_test", language="ko", caller="+31612345678", ending={
         "action": "transfer", "queue": "evening", "reason": "explicit_request",
         "context": {"call_id": "CA-closed", "summary": "x", "after_hours": True}})
     response = post(client, "/twilio/after-stream", {**CALL, "CallSid": "CA-closed", "CallStatus": "in-progress"})
     root = ET.fromstring(response.data)
-    assert root.find("Dial") is None and root.find("Enqueue").text == "evening"
+    assert root.find("Dial") is None and root.find("Enqueue") is None
+    assert root.find("Gather").get("action") == f"{PUBLIC}/twilio/unreachable?why=after_hours&offer=1"
 
 
 def test_after_stream_without_a_decision_is_handed_over_by_the_engine_with_its_context(base_settings, runtime):
@@ -192,11 +193,11 @@ def test_after_stream_without_a_decision_is_never_a_dead_end(client):
     assert root.find("Say").text and root.find("Enqueue").text == "agents"
 
 
-def test_unanswered_agent_puts_the_caller_in_the_queue(client, runtime):
-    runtime.store.update("CA203", flow="ko_test", ending={"action": "transfer", "queue": "agents"})
+def test_an_unanswered_agent_is_never_a_dead_end(client, runtime):
+    runtime.store.update("CA203", flow="ko_test", caller="+31612345678", ending={"action": "transfer", "queue": "agents"})
     root = ET.fromstring(post(client, "/twilio/dial-status",
                               {**CALL, "CallSid": "CA203", "DialCallStatus": "no-answer"}).data)
-    assert root.find("Enqueue").text == "agents"
+    assert root.find("Gather/Say").text          # told, and offered a call back or a text (test_no_answer.py)
 
 
 def test_status_callback_finalises_and_metrics_show_it(client, runtime):
@@ -214,5 +215,7 @@ def test_status_callback_finalises_and_metrics_show_it(client, runtime):
     assert scraped(client, 'voicebot_caller_failures_total{flow="ko_test",kind="no_input",step="booking"}') == 1
     text = client.get("/metrics").data.decode()
     for name in ("voicebot_active_calls", "voicebot_turns_total", "voicebot_recognition_seconds_bucket",
-                 "voicebot_response_seconds_bucket", "voicebot_transfers_total"):
-        assert name in text      # exported from the start; calls move them (test_call_session, test_phone_e2e)
+                 "voicebot_response_seconds_bucket", "voicebot_transfers_total",
+                 "voicebot_handoff_delay_seconds_count", "voicebot_webhook_given_up_total", "voicebot_webhook_failing"):
+        assert name in text      # exported from the start; calls move them (test_call_session, test_phone_e2e,
+                                 # the worker's figures: test_worker, test_webhooks)

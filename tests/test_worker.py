@@ -183,3 +183,35 @@ def test_worker_queues_what_the_outbox_holds_before_it_starts_working(settings, 
     connection = redis.Redis.from_url(redis_url)
     assert json.loads(connection.get(f"voicebot:handoff:{call_id}"))["summary"] == "kept while Redis was away"
     assert outbox.pending() == 0
+
+
+def _delay_samples(connection) -> dict[str, float]:
+    """voicebot_handoff_delay_seconds as /metrics shows it (read from Redis at the scrape)."""
+    from voicebot.telephony.metrics import Metrics
+
+    samples = {}
+    for row in Metrics(shared=connection).render().decode().splitlines():
+        if row.startswith("voicebot_handoff_delay_seconds"):
+            name, value = row.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_the_time_from_the_transfer_decision_to_delivery_is_measured_once(own_queue, connection):
+    record = a_record("agents-" + secrets.token_hex(4))
+    before = _delay_samples(connection)
+    decided = time.time() - 2.0                      # decided two seconds ago (held back, say)
+    job = enqueue_context(connection, own_queue.handoff_queue, record, keep_seconds=KEEP, decided_at=decided)
+    assert run_worker(own_queue, burst=True) == 0
+
+    meta = handoff_queue(connection, own_queue.handoff_queue).fetch_job(job).get_meta()
+    assert meta["enqueued_at"] == decided and meta["delay_seconds"] >= 2.0
+    assert meta["delivered_at"] - meta["enqueued_at"] == pytest.approx(meta["delay_seconds"], abs=1e-3)
+    enqueue_context(connection, own_queue.handoff_queue, record, keep_seconds=KEEP)     # the same call again
+    assert run_worker(own_queue, burst=True) == 0                                     # delivers nothing more
+    after = _delay_samples(connection)
+    count = "voicebot_handoff_delay_seconds_count"
+    assert after[count] == before.get(count, 0) + 1
+    below = 'voicebot_handoff_delay_seconds_bucket{le="1.0"}'
+    assert after[below] == before.get(below, 0)       # the observation is the two seconds, not less
+    assert after["voicebot_handoff_delay_seconds_sum"] >= before.get("voicebot_handoff_delay_seconds_sum", 0) + 2.0

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
@@ -213,6 +214,41 @@ class DeskSection:
     secret: Text = dataclasses.field(default="", repr=False)
 
 
+@dataclass(config=_SECTION)
+class WebhooksSection:
+    """CRM delivery: every delivered handoff record POSTed as signed JSON to its queue's URLs.
+
+    ``urls`` maps a queue name (``*``: every queue) to its URLs; the HMAC key is
+    VOICEBOT_WEBHOOK_SECRET, never written here. See docs/telephony.md (*CRM webhooks*)."""
+
+    urls: dict[StrictStr, tuple[StrictStr, ...]] = dataclasses.field(default_factory=dict)
+    timeout_seconds: Seconds = 5.0
+    retry_seconds: tuple[Int, ...] = (10, 30, 120, 600, 1800)
+    secret: Text = dataclasses.field(default="", repr=False)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for queue, urls in value.items():
+            if len(urls) > 10:
+                raise ValueError(f"queue '{queue}' has {len(urls)} URLs; at most 10")
+            for url in urls:
+                parts = urlsplit(url)
+                if parts.scheme not in ("https", "http") or not parts.hostname:
+                    raise ValueError(f"queue '{queue}': {url!r} is not an https:// (or http://) address")
+        return value
+
+    @field_validator("retry_seconds")
+    @classmethod
+    def _retries(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) > 20:
+            raise ValueError(f"at most 20 retries, not {len(value)}")
+        wrong = [v for v in value if not 1 <= v <= 86400]
+        if wrong:
+            raise ValueError(f"each pause must be between 1 and 86400 seconds, not {wrong[0]}")
+        return value
+
+
 class ConfigFile(BaseModel):
     """config.yaml as written: one attribute per section."""
 
@@ -228,6 +264,7 @@ class ConfigFile(BaseModel):
     telephony: TelephonySettings = TelephonySettings()
     identity: IdentitySection = IdentitySection()
     desk: DeskSection = DeskSection()
+    webhooks: WebhooksSection = WebhooksSection()
 
 
 # Environment variables that override a setting of config.yaml (its range still applies).
@@ -245,6 +282,7 @@ ENV_SECRETS = {
     "VOICEBOT_STREAM_SECRET": ("telephony", "stream_secret"),
     "VOICEBOT_CRM_TOKEN": ("identity", "crm_token"),
     "VOICEBOT_DESK_SECRET": ("desk", "secret"),
+    "VOICEBOT_WEBHOOK_SECRET": ("webhooks", "secret"),
 }
 _FILE_ONLY_NOT = {key: var for var, (_, key) in ENV_SECRETS.items()}
 
@@ -287,6 +325,7 @@ class Settings:
     dev: bool = False                                                # VOICEBOT_DEV=1
     hash_salt: str = dataclasses.field(default="", repr=False)       # VOICEBOT_HASH_SALT
     root: Path = Path(".")                                           # the folder of config.yaml
+    webhooks: WebhooksSection = dataclasses.field(default_factory=WebhooksSection)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -481,4 +520,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         telephony=config.telephony,
         identity=dataclasses.replace(config.identity, database=under_root(config.identity.database)),
         desk=dataclasses.replace(config.desk, accounts=under_root(config.desk.accounts)),
+        webhooks=config.webhooks,
     )

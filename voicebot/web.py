@@ -39,7 +39,8 @@ from voicebot.config import Settings, load_settings
 from voicebot.desk import register_desk
 from voicebot.dialog.hours import is_open
 from voicebot.redis_clients import redis_client
-from voicebot.telephony import twiml
+from voicebot.handoff.pickups import announce_pickup
+from voicebot.telephony import twiml, unreachable
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
 from voicebot.telephony.failover import failure_transfer
@@ -209,17 +210,52 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.post("/twilio/dial-status")
     def dial_status() -> Any:
-        """The agent leg ended. Not answered, busy or failed: the caller waits in the queue, never a dead end."""
+        """The agent leg ended (``<Dial action>``). Not answered, busy, failed or canceled: the caller is
+        told and offered a call back or a text message (telephony/unreachable.py), never a dead end."""
         call_sid = request.form.get("CallSid", "")
         status = request.form.get("DialCallStatus", "")
-        if status in ("completed", "answered", ""):
+        if status in ("completed", "answered", "") or not call_sid or _finished(rt, call_sid, "/twilio/dial-status"):
             return Response(twiml.hangup(), mimetype=XML)
         record = rt.store.get(call_sid) or {}
+        why = status if status in unreachable.UNANSWERED else "failed"
+        told = rt.flow(record.get("flow")).msg("unreachable")
+        return Response(unreachable.offer(rt, public(), call_sid, record, why, told=told), mimetype=XML)
+
+    @app.post(unreachable.PATH)
+    def unreachable_choice() -> Any:
+        """The caller's key after the offer (``<Gather action>``): 1 a call back, 2 a text message."""
+        call_sid = request.form.get("CallSid", "")
+        if not call_sid or _finished(rt, call_sid, unreachable.PATH):
+            return Response(twiml.hangup(), mimetype=XML)
+        why = request.args.get("why", "")
+        why = why if why in (*unreachable.UNANSWERED, unreachable.AFTER_HOURS) else "failed"
+        try:
+            offered = int(request.args.get("offer", "1"))
+        except ValueError:
+            offered = unreachable.OFFERS
+        digits = request.form.get("Digits", "")[:1]
+        record = rt.store.get(call_sid) or {}
+        return Response(unreachable.choose(rt, public(), call_sid, record, digits, why, offered), mimetype=XML)
+
+    @app.route("/twilio/queue-pickup", methods=["GET", "POST"])
+    def queue_pickup() -> Any:
+        """``<Dial><Queue url>`` of an agent's phone taking the next caller from a Twilio queue. Twilio runs
+        this document on the dequeued *caller's* side just before the bridge (only Say/Play/Pause/Redirect),
+        with the caller's CallSid and the agent's call as DequeingCallSid: the caller hears that they are
+        put through, and the pairing is stored and announced for the agent's screen (docs/telephony.md)."""
+        call_sid = request.values.get("CallSid", "")
+        record = rt.store.get(call_sid) if call_sid else None
+        if not record or (record.get("ending") or {}).get("action") != "transfer":
+            return Response(twiml.empty(), mimetype=XML)
         flow = rt.flow(record.get("flow"))
-        queue = (record.get("ending") or {}).get("queue") or flow.spec.transfer.queue
-        log.warning("call %s: agent leg %s; caller goes to queue %s", esc(call_sid), esc(status), esc(queue))
-        return Response(twiml.transfer(public(), call_sid, queue=tel.agent_queue or queue,
-                                       announce=flow.msg("closed"), language=flow.language), mimetype=XML)
+        picked = {"call_id": call_sid, "agent_call": request.values.get("DequeingCallSid", "")[:64],
+                  "queue": (record.get("ending") or {}).get("queue") or "",
+                  "queue_seconds": _seconds(request.values.get("QueueTime", ""))}
+        rt.store.update(call_sid, picked_up=picked)
+        announce_pickup(rt.store.redis, picked)
+        log.info("call %s: taken from queue %s by call %s", esc(call_sid), esc(picked["queue"]),
+                 esc(picked["agent_call"]))
+        return Response(twiml.say(flow.msg("transfer"), flow.language), mimetype=XML)
 
     @app.post("/twilio/status")
     def status() -> Any:
@@ -289,6 +325,13 @@ def _finished(rt: Runtime, call_sid: str, path: str) -> bool:
     return True
 
 
+def _seconds(value: str) -> int | None:
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return None
+
+
 def _over_capacity(rt: Runtime, tel: Any, public: str, call_sid: str, flow: Any, fields: dict[str, Any]) -> str:
     """No room for another stream: a short message and the agents' queue (the after-hours one when closed)."""
     transfer = flow.spec.transfer
@@ -342,9 +385,11 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
     announce = announce if isinstance(announce, str) else flow.msg("transfer") if announce else ""
     queue = ending.get("queue") or flow.spec.transfer.queue
     after_hours = (ending.get("context") or {}).get("after_hours")
-    number, sip = ("", "") if after_hours else (tel.agent_number, tel.agent_sip)
-    return twiml.transfer(public, call_sid, number=number, sip=sip, queue=tel.agent_queue or queue,
-                          announce=announce, language=flow.language, token=rt.call_token(call_sid))
+    if after_hours:                          # nobody takes calls now: a call back or a text message
+        return unreachable.offer(rt, public, call_sid, record, unreachable.AFTER_HOURS, told=announce)
+    return twiml.transfer(public, call_sid, number=tel.agent_number, sip=tel.agent_sip,
+                          queue=tel.agent_queue or queue, announce=announce, language=flow.language,
+                          token=rt.call_token(call_sid))
 
 
 def _finalise(rt: Runtime, call_sid: str, status: str, duration: str) -> None:

@@ -17,6 +17,9 @@ Nothing handed to the worker is lost:
   between its blocking waits, hence the shorter ``WORKER_TTL``).
 - Contexts a web process could not queue (Redis was away) wait in the outbox: the worker queues
   them before it starts working and every few seconds while it runs (voicebot/handoff/outbox.py).
+
+It reads the CRM webhook queue (``<queues.handoff>-webhooks``) after the handoff queue, so agents'
+cards go first; more than one worker process may run (each takes whichever job comes next).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from rq import Worker
 from voicebot.config import Settings
 from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
 from voicebot.handoff.queueing import SERIALIZER, handoff_queue
+from voicebot.handoff.webhooks import configure as configure_webhooks
+from voicebot.handoff.webhooks import queue_name as webhook_queue
 from voicebot.redis_clients import ping, redis_client, shown_url
 
 MAINTENANCE_SECONDS = 30
@@ -57,6 +62,13 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     ``burst``, retries whose pause is over when it starts are run too; later ones wait for the
     next worker.
     """
+    hooks = settings.webhooks
+    if any(hooks.urls.values()) and not hooks.secret:
+        print("voicebot worker: webhooks.urls is set in config.yaml but VOICEBOT_WEBHOOK_SECRET is not: "
+              "CRM webhooks are signed with it. Set it (the receivers check with the same secret).",
+              file=sys.stderr)
+        return 1
+    configure_webhooks(hooks)       # the forked work-horses inherit it
     url = settings.redis_url
     reason = ping(url, "startup")
     if reason is not None:
@@ -75,7 +87,9 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         outbox.drain(enqueue, limit=settings.outbox_max_entries)
         if not burst:
             drainer.kick()
-        worker = Worker([handoff_queue(connection, settings.handoff_queue)], connection=connection, serializer=SERIALIZER,
+        queues = [handoff_queue(connection, settings.handoff_queue),     # cards first, then CRM webhooks
+                  handoff_queue(connection, webhook_queue(settings.handoff_queue))]
+        worker = Worker(queues, connection=connection, serializer=SERIALIZER,
                         maintenance_interval=MAINTENANCE_SECONDS, worker_ttl=WORKER_TTL)
         worker.work(burst=burst, with_scheduler=True)
     except redis.ConnectionError as exc:

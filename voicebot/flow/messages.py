@@ -12,6 +12,10 @@ The ``keys_*``, ``keypad_*`` and ``invalid_key`` sentences are for calls that go
 (no speech recognition): they replace every "say ..." with what to press, and 0 always reaches
 a person.
 
+``unreachable`` and ``unreachable_offer`` (1: a call back, 2: a text message), ``callback_booked``
+and ``call_again`` are said by Twilio's voice when no agent takes a transferred call (see
+telephony/unreachable.py).
+
 ``resume_offer`` (with the ``{topic}`` of the earlier call's intent) and ``resume_yes`` are said to a
 caller who calls again after a call that stopped before it was done.
 
@@ -62,6 +66,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "het buiten openingstijden is",
         "sms_unavailable": "Uw nummer is afgeschermd, daarom kan ik u geen sms sturen.",
         "closed": "Onze medewerkers zijn nu niet bereikbaar.",
+        "unreachable": "Er is op dit moment helaas niemand beschikbaar om uw gesprek aan te nemen.",
+        "unreachable_offer": "Toets 1 als u teruggebeld wilt worden, of toets 2 voor een sms met uw vraag.",
+        "callback_booked": "Wij bellen u zo snel mogelijk terug.",
+        "call_again": "Belt u ons later nog eens.",
         "speech_unavailable": "Ik kan u nu helaas niet verstaan. Gebruik de toetsen van uw telefoon. "
                               "Wilt u een medewerker spreken? Toets dan op elk moment 0.",
         "keypad_menu_item": "toets {n} voor {label}",
@@ -147,6 +155,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_after_hours": "it is outside business hours",
         "sms_unavailable": "Your number is withheld, so I cannot send you a text message.",
         "closed": "Our agents are not available right now.",
+        "unreachable": "I am sorry, nobody is available to take your call right now.",
+        "unreachable_offer": "Press 1 to be called back, or press 2 for a text message with your question.",
+        "callback_booked": "We will call you back as soon as we can.",
+        "call_again": "Please call us again later.",
         "speech_unavailable": "I am sorry, I cannot hear what you say right now. Please use the keys on your "
                               "phone. To speak to an agent, press 0 at any time.",
         "keypad_menu_item": "press {n} to {label}",

@@ -20,6 +20,10 @@ from typing import Any
 SCHEMA_VERSION = 1
 PROVIDED = "provided"
 """The value of a secret slot in the record: the caller gave it; the value itself never travels."""
+CALLBACK_REQUESTED = "callback_requested"
+"""The ``reason`` of a call-back task: no agent took the transfer (or it came after hours) and the
+caller asked to be called back. Its ``failures`` end with an ``agent_unreachable`` entry saying why
+and what the transfer's own reason was."""
 
 
 def handoff_record(context: dict[str, Any], *, waited_seconds: float | None) -> dict[str, Any]:
@@ -44,3 +48,17 @@ def seconds_since(started_at: str, now: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, elapsed)
+
+
+def callback_record(record: dict[str, Any], *, why: str, waited_seconds: float | None) -> dict[str, Any]:
+    """The call-back task for a transferred call nobody took: the same record (and schema), with the
+    reason ``callback_requested`` and an ``agent_unreachable`` failure naming ``why`` (Twilio's
+    ``DialCallStatus``: no-answer, busy, failed, canceled; or after_hours) and the transfer's reason."""
+    task = handoff_record(record, waited_seconds=waited_seconds)
+    if task.get("reason") == CALLBACK_REQUESTED:
+        return task
+    failure = {"step": task.get("step"), "kind": "agent_unreachable",
+               "detail": {"why": why, "transfer_reason": task.get("reason")}}
+    task["failures"] = [*(task.get("failures") or []), failure]
+    task["reason"] = CALLBACK_REQUESTED
+    return task

@@ -15,6 +15,7 @@ runs it).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -22,7 +23,7 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from voicebot.handoff.contract import handoff_record
-from voicebot.handoff.jobs import KEEP_SECONDS
+from voicebot.handoff.jobs import KEEP_SECONDS, delivery_id
 
 DELIVER = "voicebot.handoff.jobs.deliver"
 RETRY_INTERVALS = [1, 2, 5, 10, 30]
@@ -33,6 +34,7 @@ RETRY = Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
 
 
 def job_id(call_id: str) -> str:
+    """The job of a call's delivery; ``call_id`` may be a ``jobs.delivery_id`` (a call-back task)."""
     return f"handoff-{call_id}"
 
 
@@ -42,19 +44,23 @@ def handoff_queue(connection: redis.Redis, queue_name: str) -> Queue:
 
 
 def enqueue_context(connection: redis.Redis, queue_name: str, context: dict[str, Any], *,
-                    keep_seconds: int = KEEP_SECONDS) -> str:
+                    keep_seconds: int = KEEP_SECONDS, decided_at: float | None = None) -> str:
     """Queue ``context`` for delivery; returns the job id. Raises ``redis.RedisError``/``OSError``
     when Redis cannot take it (the caller decides what to do then).
 
     ``context`` is the handoff record (``handoff/contract.py``); an engine context without its
     version is made one (wait unknown). ``keep_seconds``: ``redis.call_ttl_seconds``, how long the
-    job, its result and its failure, and the delivered record, may be kept."""
+    job, its result and its failure, and the delivered record, may be kept. ``decided_at``: when
+    the transfer was decided (unix seconds; default now), kept as ``enqueued_at`` in the job's
+    meta: the worker measures the delay to delivery from it (a record held back while Redis was
+    down should pass the time it was decided)."""
     record = context if "schema_version" in context else handoff_record(context, waited_seconds=None)
-    call_id = str(record["call_id"])
+    call_id = delivery_id(record)
     # A short description: RQ logs it, and the record (full postcode, transcript) must not be logged.
     handoff_queue(connection, queue_name).enqueue(
         DELIVER, record, keep_seconds, job_id=job_id(call_id),
         description=f"handoff of call {call_id} to {record.get('queue')}",
         ttl=keep_seconds, result_ttl=keep_seconds, failure_ttl=keep_seconds,
+        meta={"enqueued_at": time.time() if decided_at is None else float(decided_at)},
         retry=RETRY)
     return job_id(call_id)

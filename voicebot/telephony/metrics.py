@@ -1,21 +1,28 @@
 """Prometheus metrics for ``GET /metrics``: where calls go, how fast the bot answers, where callers fail.
 
 One registry per app (not the global one), so several apps in one process (the tests) do not
-collide. Latency buckets are tight around the goals: a reply within 450 ms of the end of speech
+collide. The figures the worker measures (the handoff delay, CRM webhooks) come from Redis at
+each scrape (handoff/stats.py). Latency buckets are tight around the goals: a reply within 450 ms of the end of speech
 (p50), 700 ms (p95).
 """
 
 from __future__ import annotations
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from voicebot.handoff.stats import SharedHandoffCollector
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.3, 0.45, 0.7, 1.0, 2.0, 5.0)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, shared: redis.Redis | None = None) -> None:
+        """``shared``: the Redis the worker writes its figures to (handoff delay, CRM webhooks),
+        read at each scrape (handoff/stats.py); None leaves them out."""
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(SharedHandoffCollector(shared))
         self.active_calls = Gauge("voicebot_active_calls", "Calls with a live media stream", registry=r)
         self.calls = Counter("voicebot_calls_total", "Incoming calls answered", registry=r)
         self.turns = Counter("voicebot_turns_total", "Caller turns handed to the dialog engine", registry=r)
@@ -45,6 +52,12 @@ class Metrics:
                                      registry=r)
         self.replays = Counter("voicebot_replayed_webhooks_total", "Webhooks for a call that had already finished",
                                registry=r)
+        self.unreachable = Counter("voicebot_agent_unreachable_total",
+                                   "Transfers no agent took: no-answer, busy, failed, canceled, after_hours",
+                                   ["why"], registry=r)
+        self.unreachable_choices = Counter("voicebot_unreachable_choices_total",
+                                           "What callers nobody took chose: callback, text, none", ["choice"],
+                                           registry=r)
         self.sms_sent = Counter("voicebot_sms_sent_total", "Text messages handed to Twilio", registry=r)
         self.sms_refused = Counter("voicebot_sms_refused_total",
                                    "Text messages not sent (country, not_e164, daily_limit)", ["reason"], registry=r)

@@ -72,7 +72,7 @@ class Runtime:
         self.models = models or SpeechModels(settings.speech)
         self.prompts = PromptAudio(settings.prompts)
         self.store = CallStore(settings.redis_url, settings.call_ttl_seconds)
-        self.metrics = Metrics()
+        self.metrics = Metrics(shared=self.store.redis)
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-startup")
         self._handoff = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-handoff")
         self._queue_connection: Any = None

@@ -5,7 +5,12 @@
   (see stream_auth.py).
 - After the stream: a transfer dials the agent with ``answerOnBridge`` (the caller keeps hearing
   ringing, not silence) and a whisper URL that briefs the agent before the caller is connected;
-  or the caller is put in a Twilio queue; or the call is hung up.
+  or the caller is put in a Twilio queue; or the call is hung up. The ``<Dial action>`` asks
+  ``/twilio/dial-status`` what to do when the agent's leg ends: nobody answering is never a dead end.
+- When no agent takes the call: an offer read out inside a one-key ``<Gather>`` (see
+  telephony/unreachable.py), and the caller's choice answered with a few words and ``<Hangup>``.
+- A queue pick-up: what the dequeued caller hears before being connected (``<Dial><Queue url>``
+  runs its document on the caller's side, see docs/telephony.md).
 """
 
 from __future__ import annotations
@@ -51,6 +56,24 @@ def transfer(public_url: str, call_sid: str, *, number: str = "", sip: str = "",
         response.append(dial)
     else:
         response.enqueue(queue or "agents")
+    return str(response)
+
+
+def offer(action_url: str, text: str, language: str, *, seconds: int = 8) -> str:
+    """``text`` read out while one key is awaited; the key (or, after ``seconds``, none) goes to
+    ``action_url`` (``actionOnEmptyResult``: no key is an answer too, so the caller is never left hanging)."""
+    response = VoiceResponse()
+    gather = response.gather(input="dtmf", num_digits=1, timeout=seconds, action=action_url, method="POST",
+                             action_on_empty_result=True)
+    gather.say(text, language=SAY_LANGUAGES.get(language, language or "en-GB"))
+    return str(response)
+
+
+def say(text: str, language: str) -> str:
+    """Words said to a caller, then the TwiML that started the request carries on (a queue pick-up)."""
+    response = VoiceResponse()
+    if text:
+        response.say(text, language=SAY_LANGUAGES.get(language, language or "en-GB"))
     return str(response)
 
 
