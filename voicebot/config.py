@@ -273,6 +273,7 @@ ENV_OVERRIDES = {
     "PORT": ("web", "port"),
     "PUBLIC_URL": ("telephony", "public_url"),
     "VOICEBOT_MODELS_DIR": ("speech", "models_dir"),
+    "AGENT_NUMBER": ("telephony", "agent_number"),
 }
 # Secrets: only ever from the environment, never from config.yaml.
 ENV_SECRETS = {
