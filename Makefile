@@ -15,6 +15,8 @@ VENV := .venv
 RUN_DIR := $(CURDIR)/.run
 REDIS_PORT := 6379
 PYTEST_ARGS ?=
+# Test processes: the suite mostly waits on calls played in real time, so three share two cores well.
+PYTEST_WORKERS ?= 3
 # Reinstall the Python side only when pyproject.toml changes (the stamp lives in the venv, so
 # removing the venv also forces a reinstall).
 INSTALL_STAMP := $(VENV)/.voicebot-installed
@@ -39,7 +41,7 @@ help:
 	echo "                 without TWILIO_AUTH_TOKEN in development mode (127.0.0.1 only, token in .run/);"
 	echo "                 loads the demo customers (flows/customers-demo.csv) into the directory first"
 	echo "                 without VOICEBOT_HASH_SALT with a local salt made once in .run/hash-salt"
-	echo "make test        install what is missing, then run pytest (extra arguments: PYTEST_ARGS=...)"
+	echo "make test        install what is missing, then run pytest in PYTEST_WORKERS (3) processes (extra arguments: PYTEST_ARGS=...)"
 	echo "make install     only install: system packages, .venv and the project in it"
 	echo "make redis-stop  stop the Redis that 'make run' started"
 	echo "make clean       stop that Redis and remove .venv and .run"
@@ -123,7 +125,7 @@ run: install
 	exec honcho start -f Procfile
 
 test: install
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Stops only the Redis whose pid file `make run` wrote, never one that was already running.
 redis-stop:

@@ -278,5 +278,5 @@ def test_a_queue_pick_up_tells_the_caller_and_announces_which_agent_call_took_it
     expected = {"call_id": call_sid, "agent_call": agent, "queue": queue, "queue_seconds": 42}
     assert json.loads(message["data"]) == expected
     assert runtime.store.get(call_sid)["picked_up"] == expected
-    unknown = post(client, f"{PUBLIC}/twilio/queue-pickup", call_params("CA-unknown", DequeingCallSid=agent))
+    unknown = post(client, f"{PUBLIC}/twilio/queue-pickup", call_params("CA" + secrets.token_hex(16), DequeingCallSid=agent))
     assert ET.fromstring(unknown.data).find("Say") is None               # not a call of ours: nothing said
