@@ -8,6 +8,8 @@ would show them). The file is ``desk.accounts`` in config.yaml.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 
@@ -41,6 +43,21 @@ def _password(password_stdin: bool) -> str:
                         err=True)
 
 
+@contextmanager
+def _one_line_errors(accounts) -> Iterator[None]:
+    """What can go wrong with an account or its file, as one clear line instead of a traceback."""
+    import sqlite3
+
+    from voicebot.desk.accounts import AccountError
+
+    try:
+        yield
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"{accounts.path}: {exc}") from None
+
+
 @click.group("agents")
 def agents() -> None:
     """Agents' accounts for the desk at /agent."""
@@ -52,20 +69,14 @@ def agents() -> None:
 @click.pass_context
 def add_command(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Make an account NAME (a-z, 0-9, '.', '_', '-'); the password is asked twice, never shown."""
-    import sqlite3
-
     from voicebot.desk.accounts import AccountError, normal_name
 
     accounts = _accounts(ctx)
-    try:
+    with _one_line_errors(accounts):
         name = normal_name(name)
         if name in accounts.names():
             raise AccountError(f"agent {name} exists already (`voicebot agents passwd {name}` changes the password)")
         accounts.add(name, _password(password_stdin))
-    except AccountError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"{accounts.path}: {exc}") from None
     click.echo(f"Agent {name} added to {accounts.path}; log in at /agent.")
 
 
@@ -75,20 +86,14 @@ def add_command(ctx: click.Context, name: str, password_stdin: bool) -> None:
 @click.pass_context
 def passwd_command(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Give NAME a new password; every browser NAME is logged in on is logged out."""
-    import sqlite3
-
     from voicebot.desk.accounts import AccountError, normal_name
 
     accounts = _accounts(ctx)
-    try:
+    with _one_line_errors(accounts):
         name = normal_name(name)
         if name not in accounts.names():
             raise AccountError(f"no agent {name}")
         accounts.set_password(name, _password(password_stdin))
-    except AccountError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"{accounts.path}: {exc}") from None
     click.echo(f"Password of agent {name} changed.")
 
 
