@@ -360,3 +360,22 @@ def test_audio_build_reports_an_invalid_flow_and_exits_1(tmp_path: Path):
     assert result.exit_code == 1
     assert "no audio built" in result.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_folders_of_dead_synthesis_processes_are_swept_and_live_ones_kept(tmp_path):
+    import subprocess as sp
+    import sys
+
+    from voicebot.speech.synthesis import TMP_PREFIX, sweep_stale_folders
+
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{TMP_PREFIX}{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "1.wav").write_bytes(b"RIFF")
+    mine = tmp_path / f"{TMP_PREFIX}{os.getpid()}-def"
+    mine.mkdir()
+    old_style = tmp_path / f"{TMP_PREFIX}xyz"          # not named after a process: never touched
+    old_style.mkdir()
+    assert sweep_stale_folders(tmp_path) == 1
+    assert not stale.exists() and mine.exists() and old_style.exists()

@@ -63,6 +63,36 @@ RETIRE_JOIN = 1.0
 """Seconds a new pyttsx3 owner waits for a retired one's thread to end before the command is used instead."""
 
 
+
+TMP_PREFIX = "voicebot-tts-"
+"""pyttsx3 writes each prompt to a file in a private folder ``voicebot-tts-<pid>-*`` of the system
+temporary directory; the folder goes when its owner thread ends."""
+
+
+def sweep_stale_folders(tmp_root: str | os.PathLike[str] | None = None) -> int:
+    """Remove the folders of processes that died without cleaning up (SIGKILL, OOM): their files
+    are a flow's prompts, and left alone they pile up with every crash. Only folders whose process
+    is gone are touched. Returns how many went."""
+    root = Path(tmp_root or tempfile.gettempdir())
+    removed = 0
+    for folder in root.glob(f"{TMP_PREFIX}*-*"):
+        pid_text = folder.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not folder.is_dir() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True          # someone else's process: alive, and not ours to clean
+    return True
+
 class PromptError(VoicebotError):
     """A prompt cannot be turned into audio (no espeak-ng, unknown voice, synthesis failed)."""
 
@@ -212,7 +242,8 @@ class _Owner:
                 job.future.set_exception(error)
 
     def _run(self) -> None:
-        with tempfile.TemporaryDirectory(prefix="voicebot-tts-") as tmp:
+        sweep_stale_folders()
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
             try:
                 engine = _new_engine()
                 engine.connect("finished-utterance", self._on_finished)
