@@ -479,3 +479,13 @@ def test_the_development_mode_keeps_a_desk_secret(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / ".run" / "desk-secret").st_mode) == 0o600
     given = load_settings(tmp_path / "config.yaml", environ={"VOICEBOT_DESK_SECRET": "m" * 40})
     assert apply_dev_mode(given, 5000)[0].desk.secret == "m" * 40
+
+
+def test_a_call_back_asked_for_after_nobody_answered_shows_on_the_calls_card(desk):
+    record = deliver(desk)
+    callback = {**record, "reason": "callback_requested"}
+    desk.redis.xadd(stream_key(desk.queue), {"call_id": record["call_id"], "context": json.dumps(callback)})
+    alice = logged_in(desk.app)
+    [transfer] = alice.get("/agent/api/transfers").get_json()["transfers"]
+    assert len(transfer["entry_ids"]) == 2
+    assert "Call back requested" in alice.get("/agent").get_data(as_text=True)

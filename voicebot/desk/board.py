@@ -204,6 +204,9 @@ class Board:
                 call_id = _text(fields.get(b"call_id", b""))
                 if call_id in by_call:       # one call, one card; closing it acknowledges every entry
                     by_call[call_id].entries.append((stream, entry_id))
+                    later = _record(fields.get(b"context"))
+                    if later is not None:    # the newest record tells most: a call back asked for after
+                        by_call[call_id].record = later      # nobody answered replaces the transfer's
                     continue
                 by_call[call_id] = Transfer(call_id=call_id, queue=queue, entries=[(stream, entry_id)],
                                             delivered_ms=entry_ms(entry_id), record=_record(fields.get(b"context")))

@@ -28,6 +28,7 @@ REASONS = {
     "verification_failed": "Identity check failed",
     "error": "Something broke",
     "capacity": "All lines busy",
+    "callback_requested": "Call back requested",
 }
 
 
