@@ -489,3 +489,22 @@ def test_a_call_back_asked_for_after_nobody_answered_shows_on_the_calls_card(des
     [transfer] = alice.get("/agent/api/transfers").get_json()["transfers"]
     assert len(transfer["entry_ids"]) == 2
     assert "Call back requested" in alice.get("/agent").get_data(as_text=True)
+
+
+def test_only_the_taker_gives_a_transfer_back_and_then_anyone_may_take_it(desk):
+    record = deliver(desk)
+    alice, bob = logged_in(desk.app), logged_in(desk.app, "bob")
+    path = f"/agent/transfers/{record['call_id']}"
+    json_headers = {"Accept": "application/json"}
+    assert alice.post(path + "/claim", data={"csrf_token": alice.csrf}, headers=json_headers).status_code == 200
+    assert "Give back" in alice.get("/agent").get_data(as_text=True)
+    assert bob.post(path + "/release", data={"csrf_token": bob.csrf}, headers=json_headers).status_code == 409
+    assert bob.post(path + "/release", headers=json_headers).status_code in (400, 403)          # no CSRF token
+    back = alice.post(path + "/release", data={"csrf_token": alice.csrf}, headers=json_headers)
+    assert back.status_code == 200
+    [transfer] = back.get_json()["board"]["transfers"]
+    assert transfer["claimed_by"] is None
+    assert bob.post(path + "/claim", data={"csrf_token": bob.csrf}, headers=json_headers).status_code == 200
+    assert bob.post(path + "/close", data={"csrf_token": bob.csrf, "outcome": "resolved"},
+                    headers=json_headers).status_code == 200
+    assert bob.post(path + "/release", data={"csrf_token": bob.csrf}, headers=json_headers).status_code == 404

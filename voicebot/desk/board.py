@@ -82,6 +82,17 @@ keep, channel, group, the entry ids (one per stream key), call id. {1 closed | 0
 before, who has it}."""
 
 
+_RELEASE = """
+local agent = redis.call('HGET', KEYS[1], 'agent')
+if agent ~= ARGV[1] then return {0, agent or ''} end
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return {2, agent} end
+redis.call('HDEL', KEYS[1], 'agent', 'claimed_at_ms')
+redis.call('PUBLISH', ARGV[2], cjson.encode({event = 'released', call_id = ARGV[3], agent = ARGV[1]}))
+return {1, agent}
+"""
+"""KEYS: the call's state. ARGV: agent, channel, call id. {1 released | 0 not theirs | 2 closed, who had it}."""
+
+
 class NotOnBoard(LookupError):
     """No open transfer of that call on the board (never there, closed, or expired)."""
 
@@ -166,6 +177,7 @@ class Board:
         self.channels = [HANDOFF_CHANNEL, EVENTS_CHANNEL.format(group=group)]
         self._claim = client.register_script(_CLAIM)
         self._close = client.register_script(_CLOSE)
+        self._release = client.register_script(_RELEASE)
 
     def state_key(self, call_id: str) -> str:
         return STATE_KEY.format(group=self.group, call_id=call_id)
@@ -240,6 +252,13 @@ class Board:
                                   args=[agent, self.keep_seconds, self.channels[1], call_id])
         holder = _text(holder or b"")
         return Outcome(bool(won), holder, "" if won else "taken")
+
+    def release(self, call_id: str, agent: str) -> Outcome:
+        """Give back a transfer ``agent`` took by mistake: it waits for anyone again (only its taker can)."""
+        self.find(call_id)
+        result, holder = self._release(keys=[self.state_key(call_id)], args=[agent, self.channels[1], call_id])
+        holder = _text(holder or b"")
+        return Outcome(result == 1, holder, {0: "not_yours", 2: "closed"}.get(int(result), ""))
 
     def close(self, call_id: str, agent: str, outcome: str) -> Outcome:
         """End the transfer ``agent`` took with ``outcome`` (a key of OUTCOMES); it leaves the board."""

@@ -249,6 +249,25 @@ def claim(call_id: str) -> Any:
     return _answer(409, f"Already taken by {outcome.agent}.", agent)
 
 
+@desk.post("/transfers/<call_id>/release")
+def release(call_id: str) -> Any:
+    agent = current_agent()
+    if not CALL_ID.match(call_id):
+        return _answer(404, "No such transfer.", agent)
+    try:
+        outcome = _state().board().release(call_id, agent)
+    except NotOnBoard:
+        return _answer(404, "That transfer is no longer open.", agent)
+    except REDIS_DOWN:
+        return _answer(503, "Redis does not answer: try again.", agent)
+    if outcome.ok:
+        log.info("agent %s gave back call %s", esc(agent), esc(call_id))
+        return _answer(200, "Given back: it waits for anyone again.", agent)
+    if outcome.why == "closed":
+        return _answer(409, "That transfer was closed already.", agent)
+    return _answer(409, f"Only {outcome.agent or 'the agent who takes it'} can give this transfer back.", agent)
+
+
 @desk.post("/transfers/<call_id>/close")
 def close(call_id: str) -> Any:
     agent = current_agent()
