@@ -280,3 +280,30 @@ def test_a_queue_pick_up_tells_the_caller_and_announces_which_agent_call_took_it
     assert runtime.store.get(call_sid)["picked_up"] == expected
     unknown = post(client, f"{PUBLIC}/twilio/queue-pickup", call_params("CA" + secrets.token_hex(16), DequeingCallSid=agent))
     assert ET.fromstring(unknown.data).find("Say") is None               # not a call of ours: nothing said
+
+
+def test_a_caller_in_a_twilio_queue_leaves_it_after_the_longest_wait_and_is_offered_a_choice(client, runtime):
+    from voicebot.telephony import twiml
+
+    call_sid = transferred_call(runtime)
+    enqueue = ET.fromstring(twiml.transfer(PUBLIC, call_sid, queue="agents")).find("Enqueue")
+    assert enqueue.get("action") == f"{PUBLIC}/twilio/queue-left"
+    assert enqueue.get("waitUrl") == f"{PUBLIC}/twilio/queue-wait"
+
+    longest = runtime.settings.telephony.queue_max_wait_seconds
+    first = ET.fromstring(post(client, f"{PUBLIC}/twilio/queue-wait", call_params(call_sid, QueueTime="0")).data)
+    assert [v.tag for v in first] == ["Say", "Pause"]                  # told once, then quiet pauses
+    later = ET.fromstring(post(client, f"{PUBLIC}/twilio/queue-wait", call_params(call_sid, QueueTime="60")).data)
+    assert [v.tag for v in later] == ["Pause"]
+    done = ET.fromstring(post(client, f"{PUBLIC}/twilio/queue-wait",
+                              call_params(call_sid, QueueTime=str(longest))).data)
+    assert [v.tag for v in done] == ["Leave"]
+    assert post(client, f"{PUBLIC}/twilio/queue-wait", call_params(call_sid, QueueTime="0"),
+                token="not-the-token").status_code == 403
+
+    left = post(client, f"{PUBLIC}/twilio/queue-left", call_params(call_sid, QueueResult="leave"))
+    gather = offered(left)
+    assert gather.get("action") == f"{PUBLIC}/twilio/unreachable?why=no-answer&offer=1"
+    bridged = ET.fromstring(post(client, f"{PUBLIC}/twilio/queue-left",
+                                 call_params(transferred_call(runtime), QueueResult="bridged")).data)
+    assert bridged.find("Gather") is None

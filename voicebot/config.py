@@ -156,6 +156,7 @@ class TelephonySettings:
     start_timeout_seconds: Seconds = 5.0
     media_timeout_seconds: Seconds = 5.0
     rest_timeout_seconds: Seconds = 10.0
+    queue_max_wait_seconds: Annotated[Int, _range(30, 3600, unit="seconds")] = 300
     sms_countries: tuple[StrictStr, ...] = ("NL", "BE")
     sms_per_number_per_day: Annotated[Int, _range(1, 1000)] = 3
     auth_token: Text = dataclasses.field(default="", repr=False)

@@ -237,6 +237,30 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         record = rt.store.get(call_sid) or {}
         return Response(unreachable.choose(rt, public(), call_sid, record, digits, why, offered), mimetype=XML)
 
+    @app.post("/twilio/queue-wait")
+    def queue_wait() -> Any:
+        """``<Enqueue waitUrl>``: what a caller waiting in a Twilio queue hears, asked again each time it
+        ends; after ``telephony.queue_max_wait_seconds`` the caller leaves the queue (``<Leave>``)."""
+        call_sid = request.form.get("CallSid", "")
+        record = (rt.store.get(call_sid) if call_sid else None) or {}
+        flow = rt.flow(record.get("flow"))
+        return Response(twiml.queue_wait(_seconds(request.form.get("QueueTime", "")) or 0,
+                                         settings.telephony.queue_max_wait_seconds, flow.msg("transfer"),
+                                         flow.language), mimetype=XML)
+
+    @app.post("/twilio/queue-left")
+    def queue_left() -> Any:
+        """``<Enqueue action>``: the caller left the queue. Put through or hung up: nothing more. Left after
+        the longest wait, a full queue or an error: told, and offered a call back or a text message."""
+        call_sid = request.form.get("CallSid", "")
+        result = request.form.get("QueueResult", "")
+        if result in ("bridged", "bridging-in-process", "hangup") or not call_sid \
+                or _finished(rt, call_sid, "/twilio/queue-left"):
+            return Response(twiml.hangup(), mimetype=XML)
+        record = rt.store.get(call_sid) or {}
+        told = rt.flow(record.get("flow")).msg("unreachable")
+        return Response(unreachable.offer(rt, public(), call_sid, record, "no-answer", told=told), mimetype=XML)
+
     @app.route("/twilio/queue-pickup", methods=["GET", "POST"])
     def queue_pickup() -> Any:
         """``<Dial><Queue url>`` of an agent's phone taking the next caller from a Twilio queue. Twilio runs

@@ -42,7 +42,9 @@ def connect_stream(public_url: str, parameters: dict[str, str]) -> str:
 
 def transfer(public_url: str, call_sid: str, *, number: str = "", sip: str = "", queue: str = "",
              announce: str = "", language: str = "", token: str = "") -> str:
-    """Dial the agent (with the whisper, whose URL carries the call's token) or enqueue the caller."""
+    """Dial the agent (with the whisper, whose URL carries the call's token) or enqueue the caller,
+    who leaves the queue after ``telephony.queue_max_wait_seconds`` (``/twilio/queue-wait``) and is
+    then offered a call back or a text message (``/twilio/queue-left``), never left on hold for good."""
     response = VoiceResponse()
     if announce:
         response.say(announce, language=SAY_LANGUAGES.get(language, language or "en-GB"))
@@ -55,7 +57,21 @@ def transfer(public_url: str, call_sid: str, *, number: str = "", sip: str = "",
             dial.number(number, url=whisper, method="POST")
         response.append(dial)
     else:
-        response.enqueue(queue or "agents")
+        response.enqueue(queue or "agents", action=f"{public_url}/twilio/queue-left", method="POST",
+                         wait_url=f"{public_url}/twilio/queue-wait", wait_url_method="POST")
+    return str(response)
+
+
+def queue_wait(waited: int, max_wait: int, hold: str, language: str, *, pause: int = 15) -> str:
+    """What a caller in a Twilio queue hears (Twilio asks again when it ends): the hold words at
+    first, then pauses; ``<Leave>`` once ``max_wait`` has passed."""
+    response = VoiceResponse()
+    if waited >= max_wait:
+        response.leave()
+        return str(response)
+    if waited < pause and hold:
+        response.say(hold, language=SAY_LANGUAGES.get(language, language or "en-GB"))
+    response.pause(length=pause)
     return str(response)
 
 
