@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicebot.identity.pins import hash_pin, verify_pin, waste_time_like_a_check
+from voicebot.sqlite_files import FILE_MODE, immediate
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024            # characters; scrypt runs over the whole of it
 BUSY_TIMEOUT_SECONDS = 2.0
-FILE_MODE = 0o600
 MAX_FAILURE_ROWS = 10000       # the failures table never holds more than this (oldest dropped)
 
 _SCHEMA = (
@@ -173,15 +173,8 @@ class Accounts:
             name = (name or "").strip().lower()[:64]
         password = (password or "")[:MAX_PASSWORD]
         address = (address or "unknown")[:64]
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._log_in(conn, name, password, address, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return result
+        with self._connect() as conn, immediate(conn):
+            return self._log_in(conn, name, password, address, now)
 
     def _log_in(self, conn: sqlite3.Connection, name: str, password: str, address: str, now: float) -> LoginResult:
         since = now - self.window

@@ -39,10 +39,10 @@ from rq.exceptions import DuplicateJobError
 
 from voicebot.handoff.jobs import KEEP_SECONDS
 from voicebot.handoff.queueing import enqueue_context
+from voicebot.sqlite_files import FILE_MODE, create_private, immediate
 
 log = logging.getLogger("voicebot.outbox")
 
-FILE_MODE = 0o600
 BUSY_TIMEOUT_SECONDS = 2.0      # how long a statement waits for another process's write lock
 MAX_CONTEXT_BYTES = 256 * 1024  # one context as JSON; a 1000-turn transcript fits
 BATCH = 100                     # entries one drain takes at most
@@ -73,14 +73,6 @@ def enqueue_or_known(connection: redis.Redis, queue_name: str, context: dict[str
         pass
 
 
-def _create_private(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-    except FileExistsError:
-        pass
-
-
 class Outbox:
     """Handoff contexts waiting for Redis, one per call, in the SQLite file at ``path``."""
 
@@ -96,7 +88,7 @@ class Outbox:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection in autocommit mode (transactions are explicit), created private if missing."""
         if not self.path.exists():
-            _create_private(self.path)
+            create_private(self.path)
         elif self.path.stat().st_mode & 0o077:
             log.warning("outbox %s was readable by others: made private (mode 0600)", self.path)
             os.chmod(self.path, FILE_MODE)
@@ -111,14 +103,8 @@ class Outbox:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._connect() as conn, immediate(conn):
+            yield conn
 
     def _count(self, event: str, n: int = 1) -> None:
         if n and self._on_event is not None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from voicebot.identity import Customer, Directory, DirectoryUnavailable, fields
 from voicebot.identity.pins import hash_pin, verify_pin, waste_time_like_a_check
+from voicebot.sqlite_files import create_private, immediate
 
 if TYPE_CHECKING:
     from voicebot.config import IdentitySection
@@ -37,7 +38,6 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 2000          # how long a statement waits for another process's write lock
 LOCK_TIMEOUT_SECONDS = 5.0      # how long a thread waits for this process's connection
 MAX_MATCHES = 50                # a lookup by phone or address returns at most this many customers
-FILE_MODE = 0o600
 
 # Each version's statements, applied in order inside one transaction. Never edit a released
 # version: add the next one.
@@ -87,30 +87,15 @@ def migrate(conn: sqlite3.Connection, path: Path | str = "the customer directory
     if found > SCHEMA_VERSION:
         raise DirectoryUnavailable(f"{path} has schema version {found}, newer than this voicebot knows "
                                    f"({SCHEMA_VERSION}): upgrade voicebot")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         found = schema_version(conn)          # another process may have migrated meanwhile
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     if found < SCHEMA_VERSION:
         log.info("customer directory %s: schema version %d -> %d", path, found, SCHEMA_VERSION)
     return found
-
-
-def _create_private(path: Path) -> None:
-    """Create the file (and its folders) readable by this user only; SQLite gives its WAL and
-    shared-memory files the same mode."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-    except FileExistsError:
-        pass
 
 
 def _canonical(customer: Customer) -> Customer:
@@ -157,7 +142,7 @@ class SqliteDirectory:
         # A connection inherited through fork (the RQ worker's job processes) must not be used
         # or closed here: SQLite's locks belong to the parent. Open our own.
         self._conn = None
-        _create_private(self.path)
+        create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None,
                                check_same_thread=False)
         try:
@@ -192,14 +177,8 @@ class SqliteDirectory:
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it or nothing."""
-        with self._using(what) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._using(what) as conn, immediate(conn):
+            yield conn
 
     def close(self) -> None:
         with self._lock:
