@@ -23,13 +23,13 @@ import re
 import secrets
 import sqlite3
 import time
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, session,
                    stream_with_context, url_for)
 
-from voicebot.desk.board import OUTCOMES, NotOnBoard
+from voicebot.desk.board import OUTCOMES, NotOnBoard, Outcome
 from voicebot.desk.cards import LOW_CONFIDENCE, card
 from voicebot.desk.events import board_events
 from voicebot.telephony.logsafe import esc
@@ -232,17 +232,33 @@ def _answer(status: int, message: str, agent: str) -> Any:
     return redirect(url_for("desk.page"), code=303)
 
 
+def _on_board(agent: str, act: Callable[[Any], Outcome], gone: str) -> tuple[Outcome | None, Any]:
+    """One board action on a call, with the answers every action gives alike: no such call, no
+    longer on the board (``gone``), Redis down. Returns the outcome, or None and the answer."""
+    try:
+        return act(_state().board()), None
+    except NotOnBoard:
+        return None, _answer(404, gone, agent)
+    except REDIS_DOWN:
+        return None, _answer(503, "Redis does not answer: try again.", agent)
+
+
+def _not_yours(outcome: Outcome, agent: str, doing: str) -> Any:
+    """Why an agent cannot give back or close a transfer: closed already, or someone else's."""
+    if outcome.why == "closed":
+        return _answer(409, "That transfer was closed already.", agent)
+    return _answer(409, f"Only {outcome.agent or 'the agent who takes it'} can {doing} this transfer.", agent)
+
+
 @desk.post("/transfers/<call_id>/claim")
 def claim(call_id: str) -> Any:
     agent = current_agent()
     if not CALL_ID.match(call_id):
         return _answer(404, "No such transfer.", agent)
-    try:
-        outcome = _state().board().claim(call_id, agent)
-    except NotOnBoard:
-        return _answer(404, "That transfer is no longer waiting.", agent)
-    except REDIS_DOWN:
-        return _answer(503, "Redis does not answer: try again.", agent)
+    outcome, refused = _on_board(agent, lambda board: board.claim(call_id, agent),
+                                 "That transfer is no longer waiting.")
+    if outcome is None:
+        return refused
     if outcome.ok:
         log.info("agent %s took call %s", esc(agent), esc(call_id))
         return _answer(200, "You took this transfer.", agent)
@@ -254,18 +270,14 @@ def release(call_id: str) -> Any:
     agent = current_agent()
     if not CALL_ID.match(call_id):
         return _answer(404, "No such transfer.", agent)
-    try:
-        outcome = _state().board().release(call_id, agent)
-    except NotOnBoard:
-        return _answer(404, "That transfer is no longer open.", agent)
-    except REDIS_DOWN:
-        return _answer(503, "Redis does not answer: try again.", agent)
+    outcome, refused = _on_board(agent, lambda board: board.release(call_id, agent),
+                                 "That transfer is no longer open.")
+    if outcome is None:
+        return refused
     if outcome.ok:
         log.info("agent %s gave back call %s", esc(agent), esc(call_id))
         return _answer(200, "Given back: it waits for anyone again.", agent)
-    if outcome.why == "closed":
-        return _answer(409, "That transfer was closed already.", agent)
-    return _answer(409, f"Only {outcome.agent or 'the agent who takes it'} can give this transfer back.", agent)
+    return _not_yours(outcome, agent, "give back")
 
 
 @desk.post("/transfers/<call_id>/close")
@@ -276,15 +288,11 @@ def close(call_id: str) -> Any:
         return _answer(404, "No such transfer.", agent)
     if outcome_name not in OUTCOMES:
         return _answer(400, "Choose an outcome from the list.", agent)
-    try:
-        outcome = _state().board().close(call_id, agent, outcome_name)
-    except NotOnBoard:
-        return _answer(404, "That transfer is no longer open.", agent)
-    except REDIS_DOWN:
-        return _answer(503, "Redis does not answer: try again.", agent)
+    outcome, refused = _on_board(agent, lambda board: board.close(call_id, agent, outcome_name),
+                                 "That transfer is no longer open.")
+    if outcome is None:
+        return refused
     if outcome.ok:
         log.info("agent %s closed call %s: %s", esc(agent), esc(call_id), outcome_name)
         return _answer(200, f"Closed: {OUTCOMES[outcome_name]}.", agent)
-    if outcome.why == "closed":
-        return _answer(409, "That transfer was closed already.", agent)
-    return _answer(409, f"Only {outcome.agent or 'the agent who takes it'} can close this transfer.", agent)
+    return _not_yours(outcome, agent, "close")
