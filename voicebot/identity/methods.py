@@ -12,7 +12,6 @@ The lockout and the translation into an ``IdentityChecked`` event are ``service.
 from __future__ import annotations
 
 import hmac
-import re
 
 import phonenumbers
 
@@ -24,7 +23,6 @@ METHODS = ("caller_id", "customer_dob", "postcode_house", "pin")
 MAX_VALUE_LENGTH = 64
 """Longer values are nobody's customer number, birth date, postcode or PIN: no match, no lookup."""
 
-_SEPARATORS = re.compile(r"[\s.\-()/]")
 
 
 def check(method: str, values: dict[str, str], caller: str, directory: Directory) -> Customer | None:
@@ -49,7 +47,11 @@ def check(method: str, values: dict[str, str], caller: str, directory: Directory
         postcode, house = _given(values, "postcode", "house_number")
         if postcode is None or house is None:
             return None
-        found = directory.by_address(_SEPARATORS.sub("", postcode).upper(), house.strip())
+        try:
+            postcode, house = fields.postcode(postcode), fields.house_number(house)
+        except ValueError:
+            return None
+        found = directory.by_address(postcode, house)
         return found[0] if len(found) == 1 else None
     if method == "pin":
         number, (pin,) = claimed_number(values), _given(values, "pin")
