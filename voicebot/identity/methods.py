@@ -15,10 +15,12 @@ import hmac
 
 import phonenumbers
 
+from voicebot.flow.schema import VERIFY_METHODS
 from voicebot.identity import Customer, Directory, fields
 
-METHODS = ("caller_id", "customer_dob", "postcode_house", "pin")
-"""The method names flows may use (``identity.methods`` and a verify step's ``methods``)."""
+METHODS = VERIFY_METHODS
+"""The method names flows may use (``identity.methods`` and a verify step's ``methods``), as the flow
+schema defines them."""
 
 MAX_VALUE_LENGTH = 64
 """Longer values are nobody's customer number, birth date, postcode or PIN: no match, no lookup."""
