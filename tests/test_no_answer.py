@@ -9,18 +9,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import redis
 from jsonschema import Draft202012Validator
 from twilio.request_validator import RequestValidator
+
+from fake_twilio import TwilioMessages
 
 from voicebot.config import load_settings
 from voicebot.dialog.actions import Transfer
@@ -41,38 +41,17 @@ SCHEMA = Draft202012Validator(json.loads((REPO / "docs" / "handoff.schema.json")
 CALLER = "+31612345678"
 
 
-class FakeTwilioRest(BaseHTTPRequestHandler):
-    """Twilio's Messages API, as far as the twilio package needs it."""
-
-    received: list[dict] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        FakeTwilioRest.received.append(urllib.parse.parse_qs(body))
-        data = json.dumps({"sid": "SM" + "0" * 32, "account_sid": ACCOUNT, "status": "queued"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+@pytest.fixture(scope="module")
+def twilio():
+    with TwilioMessages(ACCOUNT) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
-def rest_api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTwilioRest)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def settings_(redis_url, rest_api, tmp_path_factory):
+def settings_(redis_url, twilio, tmp_path_factory):
     settings = load_settings(REPO / "config.yaml", environ={
         "REDIS_URL": redis_url, "PUBLIC_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
-        "TWILIO_API_BASE": rest_api, "VOICEBOT_HASH_SALT": "no-answer-salt-" + "3" * 32})
+        "TWILIO_API_BASE": twilio.url, "VOICEBOT_HASH_SALT": "no-answer-salt-" + "3" * 32})
     return dataclasses.replace(
         settings, flows_dir=REPO / "tests" / "data", default_flow="ko_test", handoff_queue=f"test-{uuid.uuid4().hex}",
         prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("cache")),
@@ -201,21 +180,21 @@ def test_pressing_1_books_a_call_back_delivered_through_the_handoff_queue_as_a_t
     assert counted(runtime, "voicebot_unreachable_choices_total", choice="callback") >= 1
 
 
-def test_pressing_2_texts_what_the_caller_asked(client, runtime):
+def test_pressing_2_texts_what_the_caller_asked(client, runtime, twilio):
     call_sid = transferred_call(runtime)
     gather = offered(post(client, f"{PUBLIC}/twilio/dial-status", call_params(call_sid, DialCallStatus="no-answer")))
-    FakeTwilioRest.received.clear()
+    twilio.received.clear()
 
     root = ET.fromstring(post(client, gather.get("action"), call_params(call_sid, Digits="2")).data)
 
     assert root.find("Say").text.startswith("문자로 요약을 보냈습니다") and root.find("Hangup") is not None
-    sent = wait_for(lambda: FakeTwilioRest.received)
+    sent = wait_for(lambda: twilio.forms)
     assert sent[0]["To"] == [CALLER] and sent[0]["From"] == ["+31850000000"]
     body = sent[0]["Body"][0]
     assert body.startswith("통화 요약") and "number 4321" in body and "booking reserve" in body
     post(client, gather.get("action"), call_params(call_sid, Digits="2"))           # a repeated request
     time.sleep(0.5)
-    assert len(FakeTwilioRest.received) == 1                                      # sends nothing more
+    assert len(twilio.received) == 1                                      # sends nothing more
 
 
 def test_no_key_hears_the_offer_once_more_then_is_let_go(client, runtime, connection, settings_):

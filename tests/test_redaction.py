@@ -31,13 +31,10 @@ import pickle
 import secrets
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -45,6 +42,7 @@ import redis
 import yaml
 from rq.job import Job
 
+from fake_twilio import TwilioMessages
 from servers import ACCOUNT, TOKEN, Server
 from voicebot.dialog.actions import Listen, Transfer
 from voicebot.emulator import CallReport, place_call
@@ -197,25 +195,6 @@ def files_under(folder: Path, *, skip: tuple[Path, ...] = ()) -> list[tuple[str,
 # -- the parts: a local Twilio REST API, the flow, the server, the directory ----------------------------
 
 
-class TextMessages(BaseHTTPRequestHandler):
-    """Twilio's Messages endpoint: records what would have been texted."""
-
-    received: list[dict[str, list[str]]] = []
-
-    def do_POST(self):
-        body = self.rfile.read(min(int(self.headers.get("Content-Length", 0)), 65536)).decode()
-        TextMessages.received.append(urllib.parse.parse_qs(body))
-        data = json.dumps({"sid": "SM" + "0" * 32, "account_sid": ACCOUNT, "status": "queued"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def with_read_backs_and_a_text_message(folder: Path) -> Path:
     """verify.yaml with the caller's values read back, and the meter path ending as energie.yaml's
     does: the reading read back, then a summary by text message on request. The account change
@@ -263,11 +242,8 @@ class System:
 
 @pytest.fixture(scope="module")
 def text_api():
-    TextMessages.received = []
-    api = ThreadingHTTPServer(("127.0.0.1", 0), TextMessages)
-    threading.Thread(target=api.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{api.server_address[1]}"
-    api.shutdown()
+    with TwilioMessages(ACCOUNT) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +263,7 @@ def system(tmp_path_factory, redis_url, text_api):
     database = tmp / "directory" / "customers.sqlite3"
     scratch = tmp / "tmpdir"          # the server's temporary files, so that the scan sees any it leaves
     scratch.mkdir()
-    environ = {"VOICEBOT_HASH_SALT": salt, "TWILIO_API_BASE": text_api, "TMPDIR": str(scratch),
+    environ = {"VOICEBOT_HASH_SALT": salt, "TWILIO_API_BASE": text_api.url, "TMPDIR": str(scratch),
                "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     server = Server(tmp, url, "scan", flows=flows, default_flow="verify", environ=environ,
                     sections=f"identity: {{database: {database}}}")
@@ -339,10 +315,10 @@ def wait_for(condition, what: str, seconds: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def calls(system) -> Calls:
+def calls(system, text_api) -> Calls:
     # 1: customer number and date of birth, the meter reading, a text message.
     verified = call(system, keys("1", "100001#", BIRTH_DATE.strftime("%d%m%Y"), METER_READING + "#", "1"), JAN)
-    wait_for(lambda: TextMessages.received, "text message")
+    wait_for(lambda: text_api.forms, "text message")
     # 2: the wrong date of birth until the flow's three attempts are spent.
     wrong = [entry for day in WRONG_BIRTH_DATES for entry in ("100001#", day.strftime("%d%m%Y"))]
     failed = call(system, keys("1", *wrong), JAN)
@@ -367,7 +343,7 @@ def calls(system) -> Calls:
                 ("/metrics", metrics),
                 *system.cli_output,
                 *[(f"handoff context {sid}", json.dumps(c).encode()) for sid, c in contexts.items()],
-                *[("text message", json.dumps(m).encode()) for m in TextMessages.received],
+                *[("text message", json.dumps(m).encode()) for m in text_api.forms],
                 *files_under(system.tmp, skip=(system.database, system.server.log))]
     for report in (verified, failed, by_pin):
         said = f"what Twilio got on call {report.call_sid}"
@@ -381,12 +357,12 @@ def calls(system) -> Calls:
 # -- the calls went as scripted -------------------------------------------------------------------------
 
 
-def test_a_caller_verified_by_number_and_birth_date_gives_a_reading_and_gets_a_text_message(calls):
+def test_a_caller_verified_by_number_and_birth_date_gives_a_reading_and_gets_a_text_message(calls, text_api):
     said = calls.verified.bot_prompts
     assert "Dank u, dat klopt." in said
     assert "Dank u, uw meterstand 12345 is genoteerd." in said
     assert calls.verified.transfer is None and calls.verified.hung_up_by == "bot"
-    [message] = TextMessages.received
+    [message] = text_api.forms
     assert message["To"] == [JAN] and METER_READING in message["Body"][0]
 
 
