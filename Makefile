@@ -57,6 +57,8 @@ system-packages:
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"
 	# The agent desk's browser tests drive Debian's Chromium through Playwright (pip), never a download.
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"
+	# Call records are tested on a throwaway PostgreSQL server too (Debian's package; never its system cluster).
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing postgresql"
 	( $(FIND_PYTHON) ) >/dev/null || missing="$$missing python3 python3-venv python3-pip"
 	[ -z "$$missing" ] && exit 0
 	echo "Installing system packages:$$missing"

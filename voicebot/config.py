@@ -76,6 +76,7 @@ def _over_default(cls: Any, name: str, value: Any) -> Any:
 class FlowsSection:
     dir: Name = "flows"
     default: Name = "energie"
+    watch_seconds: Annotated[StrictFloat, _range(0, 3600, unit="seconds", note="0: no watching")] = 2.0
 
 
 @dataclass(config=_SECTION)
@@ -250,6 +251,27 @@ class WebhooksSection:
         return value
 
 
+@dataclass(config=_SECTION)
+class RecordsSection:
+    """Call records that outlast Redis: where they are kept and for how long (docs/records.md).
+
+    ``url`` is an SQLAlchemy URL: ``sqlite:///data/records.sqlite3`` (relative to config.yaml's
+    folder) by default, ``postgresql+psycopg://user@host/db`` for more than one worker machine;
+    VOICEBOT_RECORDS_URL overrides it (so a password need not be written here). Records are
+    personal data: each flow's are deleted after ``flow_retention_days[flow]`` or else
+    ``retention_days``."""
+
+    url: Name = "sqlite:///data/records.sqlite3"
+    queue: Name = "records"
+    retention_days: Annotated[Int, _range(1, 3650, unit="days")] = 90
+    flow_retention_days: dict[StrictStr, Annotated[Int, _range(1, 3650, unit="days")]] = dataclasses.field(
+        default_factory=dict)
+
+    def retention_for(self, flow: str) -> int:
+        """Days the records of ``flow`` are kept."""
+        return self.flow_retention_days.get(flow, self.retention_days)
+
+
 class ConfigFile(BaseModel):
     """config.yaml as written: one attribute per section."""
 
@@ -266,6 +288,7 @@ class ConfigFile(BaseModel):
     identity: IdentitySection = IdentitySection()
     desk: DeskSection = DeskSection()
     webhooks: WebhooksSection = WebhooksSection()
+    records: RecordsSection = RecordsSection()
 
 
 # Environment variables that override a setting of config.yaml (its range still applies).
@@ -275,6 +298,7 @@ ENV_OVERRIDES = {
     "PUBLIC_URL": ("telephony", "public_url"),
     "VOICEBOT_MODELS_DIR": ("speech", "models_dir"),
     "AGENT_NUMBER": ("telephony", "agent_number"),
+    "VOICEBOT_RECORDS_URL": ("records", "url"),
 }
 # Secrets: only ever from the environment, never from config.yaml.
 ENV_SECRETS = {
@@ -328,6 +352,8 @@ class Settings:
     hash_salt: str = dataclasses.field(default="", repr=False)       # VOICEBOT_HASH_SALT
     root: Path = Path(".")                                           # the folder of config.yaml
     webhooks: WebhooksSection = dataclasses.field(default_factory=WebhooksSection)
+    records: RecordsSection = dataclasses.field(default_factory=RecordsSection)
+    flows_watch_seconds: float = 2.0                                 # flows.watch_seconds
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -523,4 +549,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         identity=dataclasses.replace(config.identity, database=under_root(config.identity.database)),
         desk=dataclasses.replace(config.desk, accounts=under_root(config.desk.accounts)),
         webhooks=config.webhooks,
+        records=dataclasses.replace(config.records, url=_records_url(config.records.url, root)),
+        flows_watch_seconds=config.flows.watch_seconds,
     )
+
+
+def _records_url(url: str, root: Path) -> str:
+    """A relative SQLite path is under config.yaml's folder, like every other path here."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(root / url[len(prefix):])
+    return url

@@ -7,6 +7,7 @@ have not changed) and whose texts are resolved.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,6 +33,9 @@ class Flow:
     transfer_words: list[str]
     messages: dict[str, str]
     classifier: IntentClassifier | None = field(default=None, repr=False)
+    version: str = ""
+    """The first 12 hex digits of the SHA-256 of the file's text: recorded with every call, so that
+    calls before and after a change of the flow can be told apart."""
 
     @property
     def id(self) -> str:
@@ -98,7 +102,13 @@ def parse_flow(text: str, file: str, transfer_words: dict[str, list[str]] | None
             {name: intent.examples for name, intent in spec.intents.items()}, spec.out_of_scope, spec.language
         )
     return Flow(spec=spec, path=file, transfer_words=words,
-                messages=messages_for(spec.language, spec.messages), classifier=classifier)
+                messages=messages_for(spec.language, spec.messages), classifier=classifier,
+                version=flow_version(text))
+
+
+def flow_version(text: str) -> str:
+    """A flow's version: its content hash (``Flow.version``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def load_flow(path: str | Path, transfer_words: dict[str, list[str]] | None = None) -> Flow:
