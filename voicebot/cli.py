@@ -156,10 +156,12 @@ def _register() -> None:
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
+    from voicebot.commands.report import report
     from voicebot.commands.transcribe import transcribe
 
     for command in (models, doctor, audio, transcribe, call, customers, agents):
         main.add_command(command)
+    main.add_command(report)
 
 
 _register()
