@@ -6,8 +6,9 @@ must carry the session's CSRF token, as a form field or the ``X-CSRF-Token`` hea
 The session is Flask's signed cookie (``VOICEBOT_DESK_SECRET``), HttpOnly, SameSite=Lax, Secure
 when the public URL is https, for the whole site (the operations pages at /ops share it); it holds
 the agent's name, when they logged in and the account's epoch (``accounts.py``), all checked on
-every request, so a session ends after ``desk.session_hours`` or at once when the account changes. Pages with callers' data are never
-cached and never framed, and only scripts from the desk's own static folder run on them (CSP).
+every request, so a session ends after ``desk.session_hours`` or at once when the account changes.
+Pages with callers' data are never cached and never framed, and only scripts from the desk's own
+static folder run on them (CSP).
 
 Forms work without JavaScript (POST, then back to the board); the page's script submits them with
 ``fetch`` instead and updates the board in place.
@@ -195,13 +196,15 @@ def _board_payload(agent: str) -> dict[str, Any]:
 
 @desk.get("")
 def page() -> Any:
-    agent = current_agent()
+    account = current_account()
+    agent = account.name
     state = _state()
     try:
         payload, problem, status = _board_payload(agent), "", 200
     except REDIS_DOWN:
         payload, problem, status = None, "Redis does not answer: transfers cannot be shown. Retrying.", 503
-    return render_template("desk/page.html", agent=agent, payload=payload, problem=problem, csrf=csrf_token(),
+    return render_template("desk/page.html", agent=agent, operator=account.operator, payload=payload,
+                           problem=problem, csrf=csrf_token(),
                            poll_seconds=state.settings.poll_seconds,
                            streams=state.settings.max_event_streams > 0), status
 
