@@ -93,15 +93,28 @@ def flows_check(ctx: click.Context, files: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--flow", "flow_file", type=click.Path(), default=None, help="Flow file (default: the default flow).")
-@click.argument("text")
+@click.option("--flow", "flow_file", type=click.Path(), default=None,
+              help="Flow file or id (default: the default flow).")
+@click.option("--eval", "evaluate", is_flag=True,
+              help="Measure the flow on its held-out sets (benchmarks/data/<flow>_*.yaml), as it is and with the "
+                   "reviewed examples that wait for export.")
+@click.option("--sets", type=click.Path(file_okay=False), default=None,
+              help="With --eval: the folder of held-out sets (default: benchmarks/data next to config.yaml).")
+@click.argument("text", required=False)
 @click.pass_context
-def nlu(ctx: click.Context, flow_file: str | None, text: str) -> None:
-    """Print what the flow understands in TEXT, as JSON (intent null when out of scope)."""
+def nlu(ctx: click.Context, flow_file: str | None, evaluate: bool, sets: str | None, text: str | None) -> None:
+    """Print what the flow understands in TEXT, as JSON (intent null when out of scope); or --eval."""
     import json
 
     from voicebot.nlu.slots import extract_entities
 
+    if evaluate:
+        from voicebot.commands.nlu_eval import run_eval
+
+        run_eval(ctx, flow_file, sets)
+        return
+    if text is None:
+        raise click.UsageError("give the TEXT to understand, or --eval")
     flow = load_flow_file(ctx, flow_path(ctx, flow_file))
     if flow.classifier is None:
         result = {"intent": None, "confidence": 0.0, "alternatives": []}
@@ -157,11 +170,11 @@ def _register() -> None:
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
     from voicebot.commands.report import report
+    from voicebot.commands.review import review
     from voicebot.commands.transcribe import transcribe
 
-    for command in (models, doctor, audio, transcribe, call, customers, agents):
+    for command in (models, doctor, audio, transcribe, call, customers, agents, report, review):
         main.add_command(command)
-    main.add_command(report)
 
 
 _register()

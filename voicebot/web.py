@@ -40,6 +40,7 @@ from voicebot.desk import register_desk
 from voicebot.dialog.hours import is_open
 from voicebot.redis_clients import redis_client
 from voicebot.handoff.pickups import announce_pickup
+from voicebot.ops import register_ops
 from voicebot.telephony import twiml, unreachable
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     rt = runtime or Runtime(settings)
     app.extensions["voicebot_runtime"] = rt
     register_desk(app, settings, rt.flows)      # /agent: the agents' desk (its own cookie secret and log-in)
+    register_ops(app, settings)                 # /ops: figures and the review queue, for the desk's operators
     tel = settings.telephony
     configured = bool(tel.auth_token and tel.public_url)
     if not configured:

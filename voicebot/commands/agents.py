@@ -1,5 +1,8 @@
 """`voicebot agents`: the accounts agents log in to the desk (/agent) with.
 
+Each account is an ``agent`` (the desk) or an ``operator`` (the desk and the operations pages at
+/ops); ``add --role operator`` makes one, ``role NAME operator|agent`` changes it.
+
 Passwords are typed twice without echo, or read from the first line of standard input with
 ``--password-stdin`` (for scripts: never on the command line, where `ps` and the shell's history
 would show them). The file is ``desk.accounts`` in config.yaml.
@@ -58,26 +61,45 @@ def _one_line_errors(accounts) -> Iterator[None]:
         raise click.ClickException(f"{accounts.path}: {exc}") from None
 
 
+ROLE_CHOICE = click.Choice(["agent", "operator"], case_sensitive=False)
+
+
 @click.group("agents")
 def agents() -> None:
-    """Agents' accounts for the desk at /agent."""
+    """Accounts for the desk at /agent (agents) and the operations pages at /ops (operators)."""
 
 
 @agents.command("add")
 @click.argument("name")
+@click.option("--role", type=ROLE_CHOICE, default="agent", show_default=True,
+              help="operator: the desk and the operations pages (/ops).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @click.pass_context
-def add_command(ctx: click.Context, name: str, password_stdin: bool) -> None:
+def add_command(ctx: click.Context, name: str, role: str, password_stdin: bool) -> None:
     """Make an account NAME (a-z, 0-9, '.', '_', '-'); the password is asked twice, never shown."""
     from voicebot.desk.accounts import AccountError, normal_name
 
     accounts = _accounts(ctx)
+    role = role.lower()
     with _one_line_errors(accounts):
         name = normal_name(name)
         if name in accounts.names():
             raise AccountError(f"agent {name} exists already (`voicebot agents passwd {name}` changes the password)")
-        accounts.add(name, _password(password_stdin))
-    click.echo(f"Agent {name} added to {accounts.path}; log in at /agent.")
+        accounts.add(name, _password(password_stdin), role=role)
+    where = "/agent and /ops" if role == "operator" else "/agent"
+    click.echo(f"{role.capitalize()} {name} added to {accounts.path}; log in at {where}.")
+
+
+@agents.command("role")
+@click.argument("name")
+@click.argument("role", type=ROLE_CHOICE)
+@click.pass_context
+def role_command(ctx: click.Context, name: str, role: str) -> None:
+    """Make NAME an operator (the desk and /ops) or an agent (the desk only); counts from their next click."""
+    accounts = _accounts(ctx)
+    with _one_line_errors(accounts):
+        accounts.set_role(name, role.lower())
+    click.echo(f"{name.strip().lower()} is now {'an operator' if role.lower() == 'operator' else 'an agent'}.")
 
 
 @agents.command("passwd")
@@ -116,6 +138,10 @@ def remove_command(ctx: click.Context, name: str) -> None:
 @agents.command("list")
 @click.pass_context
 def list_command(ctx: click.Context) -> None:
-    """The agents' names, one a line."""
-    for name in _accounts(ctx).names():
-        click.echo(name)
+    """The accounts, one a line: name and role."""
+    accounts = _accounts(ctx)
+    with _one_line_errors(accounts):
+        rows = accounts.roles()
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, role in rows:
+        click.echo(f"{name:<{width}}  {role}")

@@ -54,15 +54,24 @@ def default_flow_file(settings: Settings) -> Path | None:
 
     ``<id>.yaml`` is tried first (the usual name); any other file is found by its id.
     """
-    wanted = settings.default_flow
-    usual = settings.flows_dir / f"{wanted}.yaml"
+    return flow_file_by_id(settings, settings.default_flow)
+
+
+def flow_file_by_id(settings: Settings, flow_id: str) -> Path | None:
+    """The file in the flows directory whose ``flow:`` id is ``flow_id`` (``<id>.yaml`` looked at first)."""
+    usual = settings.flows_dir / f"{flow_id}.yaml"
     candidates = [usual, *(p for p in sorted(settings.flows_dir.glob("*.yaml")) if p != usual)]
-    return next((p for p in candidates if p.exists() and flow_header(p).get("flow") == wanted), None)
+    return next((p for p in candidates if p.exists() and flow_header(p).get("flow") == flow_id), None)
 
 
 def flow_path(ctx: click.Context, flow: str | None) -> str:
-    """``--flow FILE`` as given, else the file of the configured default flow."""
+    """``--flow FILE`` as given (or, when no such file exists, the flows directory's file of the flow
+    with that id), else the file of the configured default flow."""
     if flow:
+        if not Path(flow).exists():
+            found = flow_file_by_id(settings_from(ctx), flow)
+            if found is not None:
+                return str(found)
         return flow
     settings = settings_from(ctx)
     found = default_flow_file(settings)

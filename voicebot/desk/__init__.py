@@ -79,7 +79,7 @@ def register_desk(app: Flask, settings: Settings, flows: dict[str, Any]) -> Desk
     app.config.update(
         SECRET_KEY=settings.desk.secret or None,
         SESSION_COOKIE_NAME=COOKIE,
-        SESSION_COOKIE_PATH="/agent",
+        SESSION_COOKIE_PATH="/",               # one log-in for the desk (/agent) and the operations pages (/ops)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.telephony.public_url.startswith("https://"),

@@ -1,7 +1,11 @@
 """Agents' accounts for the desk: one SQLite file (``desk.accounts``), passwords only as scrypt hashes.
 
-An account is a name and a password hash (``identity.pins``' scrypt format: a per-account random
-salt, the cost parameters stored with the hash). Each account also has an ``epoch``, a number
+An account is a name, a role and a password hash (``identity.pins``' scrypt format: a per-account
+random salt, the cost parameters stored with the hash). The role is ``agent`` (the desk at /agent)
+or ``operator`` (the desk too, and the operations pages at /ops: call figures and the review of
+what callers said); files made before roles existed get the column on first use, every account in
+them an agent. The role is read on every request, so a changed role counts at once. Each account
+also has an ``epoch``, a number
 carried in the agent's signed session cookie: changing the password, removing the account or
 logging out raises it, and every cookie that carries an older one stops working at once, on every
 browser, although the cookie itself cannot be taken back.
@@ -37,13 +41,16 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024            # characters; scrypt runs over the whole of it
 BUSY_TIMEOUT_SECONDS = 2.0
 MAX_FAILURE_ROWS = 10000       # the failures table never holds more than this (oldest dropped)
+ROLES = ("agent", "operator")
+"""agent: the desk; operator: the desk and the operations pages (/ops)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS agents (
            name          TEXT PRIMARY KEY,
            password_hash TEXT NOT NULL,
            epoch         INTEGER NOT NULL DEFAULT 1,
-           created_at    REAL NOT NULL
+           created_at    REAL NOT NULL,
+           role          TEXT NOT NULL DEFAULT 'agent'
        )""",
     """CREATE TABLE IF NOT EXISTS failures (
            kind TEXT NOT NULL,      -- 'name' or 'address'
@@ -52,6 +59,16 @@ _SCHEMA = (
        )""",
     "CREATE INDEX IF NOT EXISTS failures_by_key ON failures (kind, key, at)",
 )
+
+
+def _add_roles(conn: sqlite3.Connection) -> None:
+    """A file from before roles: the column added, every account in it an agent."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(agents)")}
+    if "role" not in columns:
+        with immediate(conn):
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(agents)")}
+            if "role" not in columns:        # another process may have added it meanwhile
+                conn.execute("ALTER TABLE agents ADD COLUMN role TEXT NOT NULL DEFAULT 'agent'")
 
 
 class AccountError(ValueError):
@@ -71,11 +88,31 @@ class LoginResult:
         return self.agent is not None
 
 
+@dataclass(frozen=True)
+class Account:
+    """What a request needs to know about a logged-in account: its session epoch and its role."""
+
+    name: str
+    epoch: int
+    role: str
+
+    @property
+    def operator(self) -> bool:
+        return self.role == "operator"
+
+
 def normal_name(name: str) -> str:
     """An account name as stored: trimmed and lower case; AccountError when it is not one."""
     cleaned = (name or "").strip().lower()
     if not NAME.match(cleaned):
         raise AccountError("an agent name is 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+    return cleaned
+
+
+def check_role(role: str) -> str:
+    cleaned = (role or "").strip().lower()
+    if cleaned not in ROLES:
+        raise AccountError(f"a role is one of: {', '.join(ROLES)} (not {role!r})")
     return cleaned
 
 
@@ -111,6 +148,7 @@ class Accounts:
                 conn.execute("PRAGMA journal_mode=WAL")
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _add_roles(conn)
                 self._ready = True
             yield conn
         finally:
@@ -118,13 +156,14 @@ class Accounts:
 
     # -- the accounts ------------------------------------------------------------------------------
 
-    def add(self, name: str, password: str) -> str:
+    def add(self, name: str, password: str, role: str = "agent") -> str:
         name = normal_name(name)
+        role = check_role(role)
         digest = hash_pin(check_password(password))
         with self._connect() as conn:
             try:
-                conn.execute("INSERT INTO agents (name, password_hash, created_at) VALUES (?, ?, ?)",
-                             (name, digest, self._clock()))
+                conn.execute("INSERT INTO agents (name, password_hash, created_at, role) VALUES (?, ?, ?, ?)",
+                             (name, digest, self._clock(), role))
             except sqlite3.IntegrityError:
                 raise AccountError(f"agent {name} exists already (`voicebot agents passwd {name}` changes the "
                                    "password)") from None
@@ -141,21 +180,39 @@ class Accounts:
         if not changed:
             raise AccountError(f"no agent {name}")
 
+    def set_role(self, name: str, role: str) -> None:
+        """Make NAME an agent or an operator; their next request counts with the new role."""
+        name = normal_name(name)
+        role = check_role(role)
+        with self._connect() as conn:
+            changed = conn.execute("UPDATE agents SET role = ? WHERE name = ?", (role, name)).rowcount
+        if not changed:
+            raise AccountError(f"no agent {name}")
+
     def remove(self, name: str) -> bool:
         with self._connect() as conn:
             return conn.execute("DELETE FROM agents WHERE name = ?", (normal_name(name),)).rowcount > 0
 
     def names(self) -> list[str]:
+        return [name for name, _ in self.roles()]
+
+    def roles(self) -> list[tuple[str, str]]:
+        """Every account's name and role, by name."""
         if not self.path.exists():
             return []
         with self._connect() as conn:
-            return [row[0] for row in conn.execute("SELECT name FROM agents ORDER BY name")]
+            return [(row[0], row[1]) for row in conn.execute("SELECT name, role FROM agents ORDER BY name")]
+
+    def account(self, name: str) -> Account | None:
+        """The account's epoch and role, or None when there is no such account."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT epoch, role FROM agents WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Account(name, int(row[0]), str(row[1]))
 
     def epoch(self, name: str) -> int | None:
         """The account's session epoch, or None when there is no such account."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT epoch FROM agents WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
+        found = self.account(name)
+        return None if found is None else found.epoch
 
     def end_sessions(self, name: str) -> None:
         """Every cookie this agent holds stops working (log-out)."""

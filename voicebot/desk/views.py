@@ -4,10 +4,11 @@ Nothing of a caller leaves this blueprint without a logged-in agent: the page se
 the log-in form, the API and the event stream answer 401. Every POST (the log-in form included)
 must carry the session's CSRF token, as a form field or the ``X-CSRF-Token`` header, or gets 403.
 The session is Flask's signed cookie (``VOICEBOT_DESK_SECRET``), HttpOnly, SameSite=Lax, Secure
-when the public URL is https, scoped to /agent; it holds the agent's name, when they logged in and
-the account's epoch (``accounts.py``), all checked on every request, so a session ends after
-``desk.session_hours`` or at once when the account changes. Pages with callers' data are never
-cached and never framed, and only scripts from the desk's own static folder run on them (CSP).
+when the public URL is https, for the whole site (the operations pages at /ops share it); it holds
+the agent's name, when they logged in and the account's epoch (``accounts.py``), all checked on
+every request, so a session ends after ``desk.session_hours`` or at once when the account changes.
+Pages with callers' data are never cached and never framed, and only scripts from the desk's own
+static folder run on them (CSP).
 
 Forms work without JavaScript (POST, then back to the board); the page's script submits them with
 ``fetch`` instead and updates the board in place.
@@ -29,6 +30,7 @@ import redis
 from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, session,
                    stream_with_context, url_for)
 
+from voicebot.desk.accounts import Account
 from voicebot.desk.board import OUTCOMES, NotOnBoard, Outcome
 from voicebot.desk.cards import LOW_CONFIDENCE, card
 from voicebot.desk.events import board_events
@@ -44,6 +46,8 @@ REDIS_DOWN = (redis.RedisError, OSError, ValueError)
 """Redis refused, timed out or is not reachable (ValueError: REDIS_URL is not a Redis URL)."""
 OPEN = {"desk.login", "desk.static"}
 """Endpoints a visitor who has not logged in may reach: nothing of a caller is in them."""
+NEXT = re.compile(r"^/(agent|ops)(/[A-Za-z0-9_/-]*)?(\?[A-Za-z0-9_=&%.:+-]*)?$")
+"""A page to return to after logging in: a path under /agent or /ops, nothing that leaves the site."""
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -52,8 +56,8 @@ def _state() -> Any:
     return current_app.extensions["voicebot_desk"]
 
 
-def current_agent() -> str | None:
-    """The logged-in agent, or None: no session, too old, or the account changed or is gone."""
+def current_account() -> Account | None:
+    """The logged-in account (name, role), or None: no session, too old, or the account changed or is gone."""
     state = _state()
     name, epoch, since = session.get("agent"), session.get("epoch"), session.get("since")
     if not isinstance(name, str) or not isinstance(since, (int, float)):
@@ -61,12 +65,27 @@ def current_agent() -> str | None:
     if not 0 <= time.time() - since <= state.settings.session_hours * 3600:
         return None
     try:
-        if state.accounts.epoch(name) != epoch:
-            return None
+        account = state.accounts.account(name)
     except sqlite3.Error as exc:
         log.error("the agents' accounts file %s cannot be read (%s): nobody is let in", state.settings.accounts, exc)
         return None
-    return name
+    if account is None or account.epoch != epoch:
+        return None
+    return account
+
+
+def current_agent() -> str | None:
+    """The logged-in agent's name, or None (see ``current_account``)."""
+    account = current_account()
+    return None if account is None else account.name
+
+
+def safe_next(target: str | None) -> str | None:
+    """Where to go after logging in, when it is a page of this app's own (the desk or /ops); None otherwise,
+    so the log-in form cannot be used to send someone elsewhere."""
+    if not target or len(target) > 200 or not NEXT.match(target):
+        return None
+    return target
 
 
 def csrf_token() -> str:
@@ -74,6 +93,13 @@ def csrf_token() -> str:
     if not isinstance(token, str) or len(token) < 32:
         token = session["csrf"] = secrets.token_urlsafe(32)
     return token
+
+
+def csrf_ok() -> bool:
+    """The request carries the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``)."""
+    given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+    expected = session.get("csrf")
+    return bool(isinstance(expected, str) and given and hmac.compare_digest(given.encode(), expected.encode()))
 
 
 def _wants_json() -> bool:
@@ -85,12 +111,9 @@ def guard() -> Any:
     state = _state()
     if state.off:
         return Response(f"the agent desk is off: {state.off}\n", status=503, mimetype="text/plain")
-    if request.method == "POST":
-        given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-        expected = session.get("csrf")
-        if not (isinstance(expected, str) and given and hmac.compare_digest(given.encode(), expected.encode())):
-            log.warning("refused %s %s: CSRF token missing or wrong", request.method, esc(request.path))
-            return Response("CSRF token missing or wrong: reload the page\n", status=403, mimetype="text/plain")
+    if request.method == "POST" and not csrf_ok():
+        log.warning("refused %s %s: CSRF token missing or wrong", request.method, esc(request.path))
+        return Response("CSRF token missing or wrong: reload the page\n", status=403, mimetype="text/plain")
     if request.endpoint in OPEN:
         return None
     if current_agent() is None:
@@ -116,17 +139,18 @@ def headers(response: Response) -> Response:
 @desk.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     state = _state()
+    back = safe_next(request.values.get("next"))
     if request.method == "GET":
         if current_agent() is not None:
-            return redirect(url_for("desk.page"))
-        return render_template("desk/login.html", csrf=csrf_token(), problem="", name="")
+            return redirect(back or url_for("desk.page"))
+        return render_template("desk/login.html", csrf=csrf_token(), problem="", name="", back=back)
     name = request.form.get("name", "")[:64]
     address = request.remote_addr or "unknown"
     try:
         result = state.accounts.log_in(name, request.form.get("password", ""), address)
     except sqlite3.Error as exc:
         log.error("the agents' accounts file %s cannot be read (%s)", state.settings.accounts, exc)
-        return render_template("desk/login.html", csrf=csrf_token(), name=name,
+        return render_template("desk/login.html", csrf=csrf_token(), name=name, back=back,
                                problem="Log-in is not possible right now: the accounts file cannot be read."), 503
     if result.ok:
         session.clear()                       # a fresh session: nothing from before the log-in carries over
@@ -134,15 +158,15 @@ def login() -> Any:
         session.update(agent=result.agent, epoch=result.epoch, since=time.time())
         csrf_token()
         log.info("agent %s logged in from %s", esc(result.agent), esc(address))
-        return redirect(url_for("desk.page"), code=303)
+        return redirect(back or url_for("desk.page"), code=303)
     if result.locked_for:
         minutes = max(1, round(result.locked_for / 60))
         log.warning("desk log-in refused for %s from %s: locked", esc(name, 64), esc(address))
-        return render_template("desk/login.html", csrf=csrf_token(), name=name,
+        return render_template("desk/login.html", csrf=csrf_token(), name=name, back=back,
                                problem=f"Too many wrong passwords. Try again in about {minutes} minute"
                                        f"{'s' if minutes != 1 else ''}."), 429
     log.warning("desk log-in failed for %s from %s", esc(name, 64), esc(address))
-    return render_template("desk/login.html", csrf=csrf_token(), name=name,
+    return render_template("desk/login.html", csrf=csrf_token(), name=name, back=back,
                            problem="Wrong name or password."), 401
 
 
@@ -172,13 +196,15 @@ def _board_payload(agent: str) -> dict[str, Any]:
 
 @desk.get("")
 def page() -> Any:
-    agent = current_agent()
+    account = current_account()
+    agent = account.name
     state = _state()
     try:
         payload, problem, status = _board_payload(agent), "", 200
     except REDIS_DOWN:
         payload, problem, status = None, "Redis does not answer: transfers cannot be shown. Retrying.", 503
-    return render_template("desk/page.html", agent=agent, payload=payload, problem=problem, csrf=csrf_token(),
+    return render_template("desk/page.html", agent=agent, operator=account.operator, payload=payload,
+                           problem=problem, csrf=csrf_token(),
                            poll_seconds=state.settings.poll_seconds,
                            streams=state.settings.max_event_streams > 0), status
 
