@@ -171,7 +171,10 @@ def test_the_figures_page_asks_for_the_chosen_flow_and_period(site, figures):
     assert figures[-1]["flow"] is None and figures[-1]["until"] - figures[-1]["since"] == dt.timedelta(days=7)
     assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
     csp = page.headers["Content-Security-Policy"]
-    assert "script-src 'self';" in csp and "style-src 'self' 'unsafe-inline'" in csp   # the charts' own styles
+    assert "script-src 'self';" in csp and "style-src 'self';" in csp and "unsafe-inline" not in csp
+    assert 'href="/ops/report.css"' in text
+    sheet = olga.get("/ops/report.css")
+    assert sheet.status_code == 200 and sheet.mimetype == "text/css" and ".vb-report" in sheet.get_data(as_text=True)
     assert "frame-ancestors 'none'" in csp
     page = olga.get("/ops?flow=mini&from=2026-03-01&until=2026-03-02")
     assert page.status_code == 200

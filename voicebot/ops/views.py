@@ -3,9 +3,9 @@
 Who gets in is the desk's business (``desk.views``): a visitor is sent to the desk's log-in form
 (and back here after it), a logged-in agent whose role is not ``operator`` gets 403, and the role
 is read from the accounts file on every request. Every POST carries the session's CSRF token.
-Pages are never cached or framed, and run only this package's own script. The figures page lets
-its inline SVG charts carry their own styles (``style-src 'unsafe-inline'``, nothing else
-inline); the review page allows no inline style at all.
+Pages are never cached or framed, run only this package's own script and take styles only from
+its own files: the figures' look (``records.render.REPORT_CSS``) is served as ``/ops/report.css``,
+and the inline SVG charts carry plain SVG attributes, no style attributes.
 
 Marking works as plain forms (POST, then back to the queue, 303); the page's script sends the
 same forms with ``fetch`` and takes the row away without reloading.
@@ -33,13 +33,10 @@ log = logging.getLogger("voicebot.ops")
 ops = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates", static_folder="static",
                 static_url_path="/static")
 
-OPEN = {"ops.static"}
+OPEN = {"ops.static", "ops.report_css"}
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-FIGURES_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'").replace(
-    "img-src 'self'", "img-src 'self' data:")
-"""The charts are inline SVG whose shapes carry style attributes; scripts stay the package's own."""
 QUEUE_ROWS = 100
 RECENT_ROWS = 15
 LABEL_WORDS = {"intent": "example of", "out_of_scope": "out of scope", "noise": "noise"}
@@ -93,22 +90,31 @@ def guard() -> Any:
 
 @ops.after_request
 def headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = FIGURES_CSP if request.endpoint == "ops.figures" else CSP
+    response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    if request.endpoint != "ops.static":
+    if request.endpoint not in OPEN:
         response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def _timezone(flows: dict[str, Any], flow_id: str | None) -> str:
-    """The flow's time zone (its business hours'), else the first flow's that has one, else UTC."""
+    """The flow's time zone (its business hours'), else the first flow's that has one, else the
+    figures' default (``records.stats.DEFAULT_TIMEZONE``)."""
     chosen = [flows[flow_id]] if flow_id in flows else []
     for flow in [*chosen, *flows.values()]:
         if flow.spec.hours is not None:
             return flow.spec.hours.timezone
-    return "UTC"
+    return stats.DEFAULT_TIMEZONE
+
+
+@ops.get("/report.css")
+def report_css() -> Any:
+    """The figures' own stylesheet (the same rules a report file carries inline)."""
+    response = Response(render.REPORT_CSS, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 # -- the figures --------------------------------------------------------------------------------------
