@@ -156,9 +156,10 @@ def _register() -> None:
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
+    from voicebot.commands.records import records
     from voicebot.commands.transcribe import transcribe
 
-    for command in (models, doctor, audio, transcribe, call, customers, agents):
+    for command in (models, doctor, audio, transcribe, call, customers, agents, records):
         main.add_command(command)
 
 
