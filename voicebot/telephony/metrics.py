@@ -70,6 +70,9 @@ class Metrics:
                               ["event"], registry=r)
         self.failures = Counter("voicebot_caller_failures_total", "Where callers struggled: step and kind",
                                 ["flow", "step", "kind"], registry=r)
+        self.records_unqueued = Counter("voicebot_records_unqueued_total",
+                                        "Finished calls whose record job Redis did not take (the worker's sweep "
+                                        "writes them later)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -50,6 +50,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 """HSET the fields (ARGV[3..], name/value pairs) unless the record holds ARGV[2]; 1 when written."""
+_MARK = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+"""HSET the fields (name/value pairs) of an existing record, its TTL untouched; 1 when written."""
 MEMORY_LIMIT = 5000
 """Calls kept in this process's memory; the least recently written one goes first."""
 clock = time.monotonic
@@ -154,6 +160,19 @@ class CallStore:
                 return stored
         with self._lock:
             return copy.deepcopy(self._memory.get(call_sid, local))
+
+    def mark(self, call_sid: str, **fields: Any) -> bool:
+        """Set keys of a finished call's record in Redis only: not ``updated_at`` (the end of the call
+        to whoever reads it later), not its time-to-live (nothing of a caller is kept longer for it),
+        and never a record that has expired. True when Redis holds the record and took the keys."""
+        if not self._usable():
+            return False
+        pairs = [item for name, value in fields.items() for item in (name, json.dumps(value))]
+        try:
+            return bool(self._redis.eval(_MARK, 1, PREFIX + call_sid, *pairs))  # type: ignore[union-attr]
+        except (redis.RedisError, OSError) as exc:
+            self._failed("write", call_sid, exc)
+            return False
 
     def forget_local(self, call_sid: str) -> None:
         """Drop the memory copy once the call is over and Redis has it (kept while Redis is failing)."""
