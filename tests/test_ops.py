@@ -207,7 +207,7 @@ def test_the_pages_say_so_when_the_records_cannot_be_read(settings, tmp_path, fi
     for path in ("/ops", "/ops/review"):
         page = olga.get(path)
         assert page.status_code == 503, path
-        assert "The call records cannot be read" in page.get_data(as_text=True)
+        assert "The call records database" in page.get_data(as_text=True) and "cannot be opened" in page.get_data(as_text=True)
 
 
 # -- the review queue ------------------------------------------------------------------------------------

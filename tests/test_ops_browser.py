@@ -49,10 +49,10 @@ def site(tmp_path_factory, redis_url):
     engine = write_calls(url, records)
     srv = Server(tmp, redis_url, "ops",
                  settings=f"desk: {{accounts: {tmp / 'agents.sqlite3'}}}\nrecords: {{url: '{url}'}}\n",
-                 environ={"VOICEBOT_DESK_SECRET": secrets.token_hex(32)})
+                 environ={"VOICEBOT_DESK_SECRET": secrets.token_hex(32), "VOICEBOT_RECORDS_URL": url})
     made = subprocess.run([sys.executable, "-m", "voicebot", "agents", "add", "olga", "--role", "operator",
                            "--password-stdin"], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "VOICEBOT_CONFIG": str(tmp / "ops.yaml")})
+                          env={**os.environ, "VOICEBOT_CONFIG": str(tmp / "ops.yaml"), "VOICEBOT_RECORDS_URL": url})
     assert made.returncode == 0, made.stderr
     yield srv, engine, records
     srv.stop()

@@ -20,9 +20,10 @@ def records_engine(request, tmp_path):
 
 
 @pytest.fixture
-def config(tmp_path, records_engine):
+def config(tmp_path, records_engine, monkeypatch):
     """config.yaml whose records are ``records_engine``'s and whose flows directory holds two flow
     headers: energie on Amsterdam's clock (the default flow) and kiosk on Seoul's."""
+    monkeypatch.delenv("VOICEBOT_RECORDS_URL")          # the config file names the records
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "energie.yaml").write_text("flow: energie\nlanguage: nl\nhours:\n  timezone: Europe/Amsterdam\n"

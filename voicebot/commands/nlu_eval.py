@@ -83,14 +83,15 @@ def _share(value: float | None) -> str:
 
 
 def run_eval(ctx: click.Context, flow_name: str | None, sets: str | None) -> None:
-    from voicebot.commands.review import pending, records_engine
-    from voicebot.records.location import missing_database
+    from voicebot.commands.review import pending
+    from voicebot.records.db import RecordsUnavailable, open_reader
 
     settings = settings_from(ctx)
-    engine = None
-    note = missing_database(settings.records.url)
-    if note is None:
-        engine = records_engine(settings)
+    engine, note = None, None
+    try:
+        engine = open_reader(settings.records.url)
+    except RecordsUnavailable as exc:
+        note = str(exc)
     found = pending(ctx, flow_name, engine)
     flow = found.flow
     if flow.classifier is None:

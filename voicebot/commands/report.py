@@ -32,7 +32,7 @@ def report(ctx: click.Context, flow: str | None, since: str, until: str, html_fi
     import sqlalchemy as sa
 
     from voicebot.records import render
-    from voicebot.records.db import open_engine
+    from voicebot.records.db import RecordsUnavailable, described, open_reader, shown
     from voicebot.records.stats import compute, parse_period
 
     settings = settings_from(ctx)
@@ -42,19 +42,16 @@ def report(ctx: click.Context, flow: str | None, since: str, until: str, html_fi
         end = parse_period(until, timezone=timezone, end=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    url = settings.records.url
-    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
-    missing = _missing_sqlite_file(url)
-    if missing:
-        raise click.ClickException(f"no call records yet: {missing} does not exist (the worker writes them)")
-    engine = open_engine(url, migrate=False)
+    try:
+        engine = open_reader(settings.records.url)
+    except RecordsUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         figures = compute(engine, flow=flow_id, since=start, until=end, timezone=timezone)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
     except sa.exc.SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise click.ClickException(f"cannot read the call records at {shown}: {detail}") from None
+        raise click.ClickException(f"cannot read the call records at {shown(engine)}: {described(exc)}") from None
     finally:
         engine.dispose()
     if html_file is None:
@@ -92,15 +89,6 @@ def _flow_and_clock(settings: Settings, flow: str | None) -> tuple[str | None, s
         return flow_id, zone_of(str(timezone) if timezone else DEFAULT_TIMEZONE).key
     except ValueError as exc:
         raise click.ClickException(f"flow {flow_id}: {exc}") from None
-
-
-def _missing_sqlite_file(url: str) -> str | None:
-    """The SQLite file ``url`` names, when it does not exist (reading must not create an empty one)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url == "sqlite:///:memory:":
-        return None
-    path = url[len(prefix):].split("?", 1)[0]
-    return None if Path(path).exists() else path
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -56,19 +56,12 @@ def _where(verdict: "Verdict") -> str:
 
 def records_engine(settings: "Settings") -> "sa.Engine":
     """The call records database, opened without creating or migrating it; one clear line when it is not there."""
-    import sqlalchemy as sa
+    from voicebot.records.db import RecordsUnavailable, open_reader
 
-    from voicebot.records.db import open_engine
-    from voicebot.records.location import missing_database, shown_url
-
-    missing = missing_database(settings.records.url)
-    if missing:
-        raise click.ClickException(missing)
     try:
-        return open_engine(settings.records.url, migrate=False)
-    except (sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as exc:
-        raise click.ClickException(f"the call records database {shown_url(settings.records.url)} cannot be "
-                                   f"opened: {type(exc).__name__}") from None
+        return open_reader(settings.records.url)
+    except RecordsUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def read_flow(ctx: click.Context, path: Path, text: str) -> "Flow":

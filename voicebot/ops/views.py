@@ -23,8 +23,8 @@ from flask import Blueprint, Response, current_app, flash, jsonify, redirect, re
 
 from voicebot.desk.views import csrf_ok, csrf_token, current_account
 from voicebot.ops.period import SPANS, period_from, zone
-from voicebot.ops.state import RecordsUnavailable
 from voicebot.records import render, review, stats
+from voicebot.records.db import RecordsUnavailable
 from voicebot.records.schema import calls
 from voicebot.telephony.logsafe import esc
 
@@ -134,7 +134,7 @@ def figures() -> Any:
                                timezone=timezone)
         body = render.page_body(report)
     except RecordsUnavailable as exc:
-        problem, status = str(exc), 503
+        problem, status = _sentence(str(exc)), 503
     except DB_ERRORS as exc:
         problem, status = _unreadable(exc), 503
     return render_template("ops/figures.html", agent=account.name, csrf=csrf_token(), flows=sorted(flows),
@@ -165,7 +165,7 @@ def review_page() -> Any:
         waiting = review.waiting_count(engine, flow=flow_id or None, hidden_texts=hidden)
         recent = review.recent(engine, flow=flow_id or None, limit=RECENT_ROWS)
     except RecordsUnavailable as exc:
-        problem, status = str(exc), 503
+        problem, status = _sentence(str(exc)), 503
     except DB_ERRORS as exc:
         problem, status = _unreadable(exc), 503
     rows = [_row(item, flows) for item in items]
@@ -222,7 +222,7 @@ def mark() -> Any:
     except review.ReviewError as exc:
         return _answer(409 if "exported" in str(exc) else 400, f"{exc}.", back)
     except RecordsUnavailable as exc:
-        return _answer(503, str(exc), back)
+        return _answer(503, _sentence(str(exc)), back)
     except DB_ERRORS as exc:
         return _answer(503, _unreadable(exc), back)
     log.info("%s marked turn %d of call %s as %s%s", esc(account.name), turn[1], esc(turn[0]), label,
@@ -247,10 +247,16 @@ def unmark() -> Any:
     try:
         taken = review.unmark(_records().engine(), *turn)
     except RecordsUnavailable as exc:
-        return _answer(503, str(exc), back)
+        return _answer(503, _sentence(str(exc)), back)
     except DB_ERRORS as exc:
         return _answer(503, _unreadable(exc), back)
     if not taken:
         return _answer(409, "That verdict is gone or was exported already.", back)
     log.info("%s took back the verdict on turn %d of call %s", esc(account.name), turn[1], esc(turn[0]))
     return _answer(200, "Verdict taken back: the sentence waits again.", back)
+
+
+def _sentence(text: str) -> str:
+    """A message as a sentence on the page: capital first letter, full stop."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text

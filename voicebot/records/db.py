@@ -75,6 +75,48 @@ def open_engine(url: str, *, migrate: bool = True) -> sa.Engine:
     return engine
 
 
+class RecordsUnavailable(Exception):
+    """The call records cannot be read; the message says why, in words for a page or a terminal."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL, or None (another database, SQLite in memory, or not a URL)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def open_reader(url: str) -> sa.Engine:
+    """The records database for reading (and review marks), never created or migrated here:
+    ``RecordsUnavailable`` when there is none yet (the worker makes it) or it cannot be opened."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise RecordsUnavailable(f"no call records yet: the database {path} does not exist; the worker creates it "
+                                 "(`voicebot worker`, or `voicebot records migrate`) and writes every finished call")
+    try:
+        engine = open_engine(url, migrate=False)
+        ready = is_migrated(engine)
+    except (sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as exc:
+        raise RecordsUnavailable(f"the call records database {_shown_url(url)} cannot be opened: "
+                                 f"{described(exc)}") from None
+    if not ready:
+        engine.dispose()
+        raise RecordsUnavailable(f"no call records yet: the database {_shown_url(url)} has no tables; the worker "
+                                 "creates them (`voicebot worker`, or `voicebot records migrate`)")
+    return engine
+
+
+def _shown_url(url: str) -> str:
+    try:
+        return shown(url)
+    except sa.exc.ArgumentError:
+        return "(records.url is not a database URL)"
+
+
 def described(exc: BaseException) -> str:
     """A database error in one line for logs and messages: the driver's message only. What follows
     it can hold callers' words (PostgreSQL's DETAIL repeats a failing row) and the statement."""

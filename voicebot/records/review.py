@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from voicebot.records.db import writing
 from voicebot.records.schema import LABELS, MISUNDERSTOOD, calls, reviews, turns
 
 MAX_ROWS = 500
@@ -133,7 +134,7 @@ def mark(engine: sa.Engine, call_id: str, seq: int, label: str, intent: str | No
 
 def _keep(engine: sa.Engine, call_id: str, seq: int, label: str, intent: str | None, reviewer: str,
           now: dt.datetime) -> Verdict:
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         turn = conn.execute(
             sa.select(turns.c.text, calls.c.flow).select_from(turns.join(calls, calls.c.call_id == turns.c.call_id))
             .where(turns.c.call_id == call_id, turns.c.seq == seq)).first()
@@ -155,7 +156,7 @@ def _keep(engine: sa.Engine, call_id: str, seq: int, label: str, intent: str | N
 
 def unmark(engine: sa.Engine, call_id: str, seq: int) -> bool:
     """Take a verdict back (the sentence waits again); False when there was none or it was exported."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         return conn.execute(reviews.delete().where(reviews.c.call_id == call_id, reviews.c.turn_seq == seq,
                                                    reviews.c.exported_at.is_(None))).rowcount > 0
 
@@ -188,7 +189,7 @@ def mark_exported(engine: sa.Engine, ids: Iterable[int], now: dt.datetime | None
         return 0
     now = now or dt.datetime.now(dt.timezone.utc)
     marked = 0
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         for start in range(0, len(ids), CHUNK):
             marked += conn.execute(reviews.update().where(reviews.c.id.in_(ids[start:start + CHUNK]),
                                                           reviews.c.exported_at.is_(None))
