@@ -175,6 +175,7 @@ class ChatExpect(Expectations):
     prompt_not_contains: str | list[str] | None = Field(None, description="text or a list of texts")
     step: str | None = Field(None, description="a step name")
     feedback: int | None = Field(None, description="a whole number")
+    feedback_comment: str | None = Field(None, description="text, or null for no comment")
     sms: bool | str | None = Field(None, description="true, false or text the message contains")
     context: dict[str, Any] | None = Field(None, description="a mapping of context fields to values")
     speech: bool | None = Field(None, description="true or false")
@@ -373,6 +374,8 @@ def _check(sim: Simulation, actions: list[Action], expect: dict[str, Any]) -> li
             failures.append(f"listening with speech {listen.speech if listen else None!r}, expected {want!r}")
         elif key == "feedback" and state.feedback != want:
             failures.append(f"feedback is {state.feedback!r}, expected {want!r}")
+        elif key == "feedback_comment" and state.feedback_comment != want:
+            failures.append(f"feedback comment is {state.feedback_comment!r}, expected {want!r}")
         elif key == "sms":
             if bool(sms) != bool(want):
                 failures.append("expected an sms" if want else "unexpected sms")
