@@ -160,6 +160,9 @@ def _register() -> None:
 
     for command in (models, doctor, audio, transcribe, call, customers, agents):
         main.add_command(command)
+    from voicebot.commands.records_simulate import attach as attach_simulate
+
+    attach_simulate(main)          # `voicebot records simulate`, on the records group
 
 
 _register()
