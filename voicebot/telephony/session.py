@@ -231,7 +231,7 @@ class CallSession:
         del self.timings[:-self._max_timings()]
 
     def _max_timings(self) -> int:
-        return int(getattr(self.engine, "max_turns", 40)) + EXTRA_TIMINGS
+        return self.engine.max_turns + EXTRA_TIMINGS
 
     def _settled(self, actions: list[Action]) -> list[Action]:
         """The engine's actions with its identity check, if any, answered."""
