@@ -132,6 +132,38 @@ def test_a_whole_call_with_barge_in_keys_and_a_hang_up(runtime):
     assert record["state"]["slots"] == {"booking": "reserve", "number": "123", "ok": True}
 
 
+def test_each_caller_turn_is_timed_in_the_call_record_with_the_flows_version(runtime):
+    """Speech, keys and speech: recognition time for the spoken turns, the wait for the reply for
+    every turn, numbered as the call records number turns; the record builds into rows with them."""
+    from voicebot.records.build import build_record
+
+    line = Line(runtime, "CA-timings")
+    line.echo_marks()
+    line.media(silence(0.3) + korean("예약") + silence(0.6))
+    line.wait(lambda: "번호를 눌러 주세요" in line.said())
+    line.echo_marks()
+    line.dtmf("123#")
+    line.echo_marks()
+    line.media(silence(0.3) + korean("네") + silence(0.6))
+    line.wait(lambda: "감사합니다" in line.said())
+    line.echo_marks()
+    record = runtime.store.get("CA-timings")
+    assert record["flow_version"] == runtime.flow("ko_test").version
+    timings = record["timings"]
+    assert [t["turn"] for t in timings] == [1, 2, 3]
+    speech, keys, yes = timings
+    assert isinstance(speech["recognition_ms"], int) and speech["recognition_ms"] >= 0
+    assert keys["recognition_ms"] is None and isinstance(keys["response_ms"], int)
+    assert all(isinstance(t["response_ms"], int) and t["response_ms"] >= 0 for t in timings)
+    assert isinstance(yes["recognition_ms"], int)
+    turns = build_record("CA-timings", record, "salt", timezone=None)["turns"]
+    assert [(t["kind"], t["recognition_ms"], t["response_ms"]) for t in turns] == \
+        [("speech", speech["recognition_ms"], speech["response_ms"]), ("keys", None, keys["response_ms"]),
+         ("speech", yes["recognition_ms"], yes["response_ms"])]
+    assert [(t["result"], t["intent"]) for t in turns] == [("accepted", "booking"), ("accepted", "number"),
+                                                           ("accepted", "ok")]
+
+
 def test_key_zero_reaches_a_person_and_the_context_is_stored(runtime):
     line = Line(runtime, "CA-zero")
     line.echo_marks()

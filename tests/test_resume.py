@@ -28,6 +28,7 @@ from servers import ACCOUNT, TOKEN, Server
 from test_call_session import Line
 from voicebot.config import load_settings
 from voicebot.dialog.actions import Listen, Say, Transfer
+from voicebot.dialog.context import for_agent
 from voicebot.dialog.events import CallEnded, Digits, NoInput, SpeechUnavailable, Utterance
 from voicebot.emulator import place_call
 from voicebot.emulator.scenario import load_scenario
@@ -165,9 +166,11 @@ def test_asking_for_a_person_during_the_offer_transfers_with_the_earlier_call(as
     again = call_back(earlier.to_dict())
     context = transfer_of(again.send(ask)).context
     assert context["reason"] == "explicit_request"
-    assert context["earlier_call"] == {"call_id": "CA-earlier", "transcript": earlier.transcript}
+    # The agent gets what was said then, without the engine's notes on each turn (the contract's keys).
+    assert context["earlier_call"] == {"call_id": "CA-earlier", "transcript": for_agent(earlier.transcript)}
+    assert all("understood" in e for e in earlier.transcript if e["who"] == "caller")
     assert context["slots"] == {} and context["intent"] is None     # nothing restored without a yes
-    answers = [entry for entry in earlier.transcript if entry["who"] == "caller"]
+    answers = [entry for entry in for_agent(earlier.transcript) if entry["who"] == "caller"]
     assert answers and not any(entry in context["transcript"] for entry in answers)
 
 

@@ -275,6 +275,7 @@ def test_choice_and_score():
     assert parse_score("vier", "nl") == 4
     assert parse_score("ik geef een vijf", "nl") == 5
     assert parse_score("zes", "nl") is None
+    assert parse_score("twee", "nl") == 2 and parse_score("een", "nl") == 1 and parse_score("one", "en") == 1
 
 
 def test_normalize_and_phrases():

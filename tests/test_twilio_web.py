@@ -79,6 +79,14 @@ def test_incoming_call_connects_a_bidirectional_stream(client):
     assert token_ok(stream_secret("", TOKEN), "CA100", token) and not token_ok(stream_secret("", TOKEN), "CA101", token)
 
 
+
+def test_an_incoming_call_records_the_version_of_the_flow_that_answers_it(client, runtime):
+    assert post(client, "/twilio/voice", {**CALL, "CallSid": "CA-version"}).status_code == 200
+    record = runtime.store.get("CA-version")
+    flow = runtime.flow("ko_test")
+    assert len(flow.version) == 12 and record["flow_version"] == flow.version and record["flow"] == "ko_test"
+
+
 @pytest.mark.parametrize("how", ["forged", "missing", "wrong_token", "internal_url"])
 def test_bad_signatures_are_refused(client, runtime, caplog, how):
     kwargs = {"forged": {"signature": "bm90IGEgc2lnbmF0dXJl"}, "missing": {"signature": ""},

@@ -223,7 +223,8 @@ def test_a_pin_said_aloud_is_not_taken():
     assert "niet goed verstaan" in said(actions) and "Zeg hem niet hardop" in said(actions)
     assert not any(isinstance(a, CheckIdentity) for a in actions)
     heard = [e for e in s.state.transcript if e["who"] == "caller" and e["step"] == "pin_controle"]
-    assert heard == [{"who": "caller", "step": "pin_controle", "text": "[verborgen]", "confidence": 1.0}]
+    assert heard == [{"who": "caller", "step": "pin_controle", "text": "[verborgen]", "confidence": 1.0,
+                      "understood": {"result": "not_understood", "intent": None, "confidence": None}}]
 
 
 # -- caller ID -------------------------------------------------------------------------------------

@@ -170,12 +170,14 @@ def _register() -> None:
     from voicebot.commands.customers import customers
     from voicebot.commands.models import doctor, models
     from voicebot.commands.records import records
+    from voicebot.commands.records_simulate import simulate
     from voicebot.commands.report import report
     from voicebot.commands.review import review
     from voicebot.commands.transcribe import transcribe
 
     for command in (models, doctor, audio, transcribe, call, customers, agents, records, report, review):
         main.add_command(command)
+    records.add_command(simulate)
 
 
 _register()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TextIO
@@ -56,7 +57,9 @@ class Simulation:
         self.state: CallState
         self.state, opening = self.engine.start(start)
         self.opening = settle(self.engine, self.state, opening, identity)
-        self.transfer: Transfer | None = next((a for a in self.opening if isinstance(a, Transfer)), None)
+        self.transfer: Transfer | None = None
+        self.ending: dict[str, Any] | None = None
+        self._ended_by(self.opening)
         self.last_nlu: dict[str, Any] | None = None
 
     @property
@@ -70,10 +73,34 @@ class Simulation:
             if step is not None and step.type == "route":
                 self.last_nlu = self.flow.classifier.classify(event.text).to_dict()
         actions = settle(self.engine, self.state, self.engine.handle(self.state, event), self.identity)
+        self._ended_by(actions)
+        return actions
+
+    def _ended_by(self, actions: list[Action]) -> None:
+        """Keep the call's ending as the phone's session stores it for /twilio/after-stream."""
         for action in actions:
             if isinstance(action, Transfer):
                 self.transfer = action
-        return actions
+                self.ending = self.ending or {"action": "transfer", "queue": action.queue, "reason": action.reason}
+            elif isinstance(action, Hangup):
+                self.ending = self.ending or {"action": "hangup", "reason": action.reason}
+
+    def store_record(self, *, updated_at: float | None = None,
+                     timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The call as the call store (``telephony.store``) holds a finished phone call, for
+        ``records.build.build_record``: the state, the flow and its version, who called, how it
+        ended and Twilio's final status. ``updated_at`` (epoch seconds) is when it ended (default:
+        now); ``timings`` the per-turn timings a phone call's session measures (none here)."""
+        record: dict[str, Any] = {
+            "state": self.state.to_dict(), "flow": self.flow.id, "flow_version": self.flow.version,
+            "language": self.flow.language, "caller": self.state.caller, "called": self.state.called,
+            "status": "completed", "updated_at": time.time() if updated_at is None else updated_at,
+        }
+        if self.ending is not None:
+            record["ending"] = self.ending
+        if timings is not None:
+            record["timings"] = timings
+        return record
 
     def say(self, text: str, confidence: float = 1.0) -> list[Action]:
         return self.send(Utterance(text=text, confidence=confidence))
@@ -175,6 +202,7 @@ class ChatExpect(Expectations):
     prompt_not_contains: str | list[str] | None = Field(None, description="text or a list of texts")
     step: str | None = Field(None, description="a step name")
     feedback: int | None = Field(None, description="a whole number")
+    feedback_comment: str | None = Field(None, description="text, or null for no comment")
     sms: bool | str | None = Field(None, description="true, false or text the message contains")
     context: dict[str, Any] | None = Field(None, description="a mapping of context fields to values")
     speech: bool | None = Field(None, description="true or false")
@@ -373,6 +401,8 @@ def _check(sim: Simulation, actions: list[Action], expect: dict[str, Any]) -> li
             failures.append(f"listening with speech {listen.speech if listen else None!r}, expected {want!r}")
         elif key == "feedback" and state.feedback != want:
             failures.append(f"feedback is {state.feedback!r}, expected {want!r}")
+        elif key == "feedback_comment" and state.feedback_comment != want:
+            failures.append(f"feedback comment is {state.feedback_comment!r}, expected {want!r}")
         elif key == "sms":
             if bool(sms) != bool(want):
                 failures.append("expected an sms" if want else "unexpected sms")

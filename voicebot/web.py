@@ -181,7 +181,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         flow = rt.flow(request.args.get("flow"))
         rt.metrics.calls.inc()
         fields = {"caller": request.form.get("From", ""), "called": request.form.get("To", ""), "flow": flow.id,
-                  "language": flow.language, "status": request.form.get("CallStatus", "")}
+                  "flow_version": flow.version, "language": flow.language,
+                  "status": request.form.get("CallStatus", "")}
         if rt.at_capacity():
             return Response(_over_capacity(rt, tel, public(), call_sid, flow, fields), mimetype=XML)
         rt.store.update(call_sid, **fields)

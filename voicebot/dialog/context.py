@@ -17,6 +17,9 @@ A postcode keyed in on a call without speech holds only its four digits: the sum
 ``earlier_call`` (``{"call_id", "transcript"}``, else None) is the unfinished call this one went on
 with: the agent reads what was said then without it being mixed into this call's transcript.
 
+The transcript an agent gets holds what was said and keyed (``AGENT_ENTRY_KEYS``, the handoff
+contract's shape), not the engine's notes on how each turn was understood, which are for call records.
+
 ``identity`` says who the caller was shown to be: ``verified`` (the flow's highest level reached),
 the ``level`` and the ``method`` that gave it, the ``customer`` (number and name, nothing else)
 and every check made as method and outcome. The values the caller gave for a check are never in it.
@@ -32,6 +35,17 @@ from voicebot.dialog.present import masked, spoken
 from voicebot.dialog.state import CallState
 from voicebot.flow import Flow
 from voicebot.flow.schema import AskStep, VerifyStep
+
+
+AGENT_ENTRY_KEYS = ("who", "step", "text", "digits", "confidence", "event")
+"""The keys of a transcript entry in a handoff context (docs/handoff.schema.json)."""
+
+
+def for_agent(transcript: Any) -> list[dict[str, Any]]:
+    """A transcript as the handoff context carries it: each entry with the contract's keys only."""
+    entries = transcript if isinstance(transcript, list) else []
+    return [{key: entry[key] for key in AGENT_ENTRY_KEYS if key in entry} for entry in entries
+            if isinstance(entry, dict)]
 
 
 def _slot_types(flow: Flow) -> dict[str, str]:
@@ -143,6 +157,14 @@ def build_context(state: CallState, flow: Flow, reason: str, queue: str, *, afte
         "failures": list(state.failures),
         "sources": list(state.sources),
         "summary": agent_summary(state, flow, reason),
-        "transcript": list(state.transcript),
-        "earlier_call": copy.deepcopy(state.earlier_call),
+        "transcript": for_agent(state.transcript),
+        "earlier_call": _earlier_for_agent(state.earlier_call),
     }
+
+
+def _earlier_for_agent(earlier: dict[str, Any] | None) -> dict[str, Any] | None:
+    if earlier is None:
+        return None
+    found = copy.deepcopy(earlier)
+    found["transcript"] = for_agent(found.get("transcript"))
+    return found

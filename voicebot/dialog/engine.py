@@ -20,6 +20,16 @@ action (a secret goes from the caller's answer into that action and nowhere else
 its ``IdentityChecked`` answer. A route to an intent that needs a higher level than the call has
 passes through the flow's verify step first. Failing never strands a caller: too many wrong
 answers, a lockout or a directory that cannot answer hand the call to a person, unverified.
+
+Every caller entry of the transcript says what became of it (``understood``: one of
+``outcomes.TURN_RESULTS``, the intent or slot it was taken or guessed as, and that guess's
+confidence), so call records can show where callers were not understood. The engine writes these
+notes and never reads them back.
+
+A feedback step with ``comment: true`` asks a caller who gave the score by voice for a few words
+more: the next utterance is the comment (kept in ``feedback_comment``, digit runs masked, because a
+caller may say anything there); silence or keys skip it. Only a whole utterance of transfer words
+asks for a person there, since a comment may well mention "de medewerker".
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from typing import Any, Callable
 
 from voicebot.dialog import keypad, sentences, verification
@@ -42,12 +53,16 @@ from voicebot.dialog.understanding import ACCEPT, CONFIRM, REJECT, assess, unkno
 from voicebot.flow import Flow
 from voicebot.flow.schema import AskStep, Confidence, FeedbackStep, RouteStep, VerifyStep
 from voicebot.nlu.lexicon import NO, YES
-from voicebot.nlu.normalize import contains_phrase
+from voicebot.nlu.normalize import contains_phrase, normalize
 from voicebot.nlu.slots import parse_score, parse_slot, parse_yes_no
 
 MAX_CHAINED_STEPS = 100
 EARLIER_TRANSCRIPT = 50
 """Entries of an earlier call's transcript an agent gets with a resumed call (its last ones)."""
+MAX_COMMENT = 500
+"""Characters of a feedback comment kept (a recogniser's utterance is bounded in time anyway)."""
+DIGIT_RUN = re.compile(r"\d(?:[\s./-]?\d){3,}")
+"""Four or more digits in a row (a postcode, a date, an account or PIN said in a comment)."""
 
 
 class DialogEngine:
@@ -104,6 +119,9 @@ class DialogEngine:
             return self._on_speech_lost(state, SpeechUnavailable("no speech after resuming"))
         if state.resume_offer is not None:
             return self._offer_resume(state, state.resume_offer)
+        step = self.spec.steps[state.step]
+        if self._awaiting_comment(state, step):
+            return self._ask_comment(state, step)
         return self._enter(state, state.step)
 
     def handle(self, state: CallState, event: Event) -> list[Action]:
@@ -126,12 +144,16 @@ class DialogEngine:
         if state.verify and state.verify.get("checking"):
             return []                # the identity adapter answers a CheckIdentity before the caller is heard
         step = self.spec.steps[state.step]
-        self._log_caller(state, None if state.resume_offer else step, event)
+        comment = self._awaiting_comment(state, step)
+        self._log_caller(state, None if state.resume_offer else step, event, comment=comment)
         state.turns += 1
-        if self._wants_agent(event):
+        if self._wants_agent(event, whole=comment):
+            self._note(state, "agent")
             return self._transfer(state, "explicit_request")
         if state.turns > self.max_turns:
             return self._transfer(state, "loop_guard")
+        if comment:
+            return self._on_comment(state, step, event)
         if state.resume_offer is not None:
             return self._on_resume_answer(state, step, event)
         if isinstance(event, NoInput):
@@ -207,16 +229,19 @@ class DialogEngine:
         result = self.flow.classifier.classify(event.text)
         if result.intent is None or result.intent not in step.routes:
             kind = "not_understood" if result.intent is None and not result.is_out_of_scope else "out_of_scope"
-            return self._miss(state, step, kind, detail=result.to_dict())
+            return self._miss(state, step, kind, detail=result.to_dict(), guess=_best_guess(result))
+        guess = (result.intent, result.confidence)
         verdict = assess(result.confidence, result.margin, event, self._confidence(step))
         if verdict.decision == ACCEPT:
+            self._note(state, "accepted", *guess)
             return self._take_intent(state, step, result.intent, verdict.score)
         if verdict.decision == CONFIRM:
+            self._note(state, "confirm", *guess)
             question = sentences.confirm_intent(self.flow, result.intent)
             state.pending = {"kind": "intent", "intent": result.intent, "score": verdict.score,
-                             "question": question}
+                             "confidence": result.confidence, "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
-        return self._miss(state, step, "low_confidence", detail={**result.to_dict(), **verdict.signals})
+        return self._miss(state, step, "low_confidence", detail={**result.to_dict(), **verdict.signals}, guess=guess)
 
     def _on_route_keys(self, state: CallState, step: RouteStep, keys: str) -> list[Action]:
         """Keys at a route step: the numbered menu picks a route. Keys at the open question (speech
@@ -227,6 +252,7 @@ class DialogEngine:
         intent = keypad.route_for_key(self.flow, step, keys)
         if intent is None:
             return self._miss(state, step, "invalid_key", prefix="invalid_key")
+        self._note(state, "accepted", intent, 1.0)
         return self._take_intent(state, step, intent, 1.0)
 
     def _take_intent(self, state: CallState, step: RouteStep, intent: str, score: float) -> list[Action]:
@@ -261,13 +287,15 @@ class DialogEngine:
             verdict = assess(1.0, 1.0, event, self._confidence(step))
             decision, score = verdict.decision, verdict.score
         if decision == ACCEPT and not (step.confirm and not step.is_secret):
+            self._note(state, "accepted", step.slot, score)
             return self._take_slot(state, step, value)
         if decision in (ACCEPT, CONFIRM) and not step.is_secret:     # a secret is never read back
+            self._note(state, "confirm", step.slot, score)
             shown = spoken(value, step.slot_type, self.flow.language, self.flow.messages)
             question = sentences.confirm_value(self.flow, step, self._values(state), shown, state.keypad_only) or ""
             state.pending = {"kind": "slot", "value": to_json(value), "score": score, "question": question}
             return [self._say(state, question, step), self._confirm_listen(state, step)]
-        return self._miss(state, step, "low_confidence")
+        return self._miss(state, step, "low_confidence", guess=(step.slot, score))
 
     def _take_slot(self, state: CallState, step: AskStep, value: Any) -> list[Action]:
         if step.is_secret:
@@ -286,8 +314,11 @@ class DialogEngine:
             answer = event.digits == "1"
         if answer is None:
             return self._miss(state, step, "not_understood")
+        guess = (pending.get("intent") if pending["kind"] == "intent" else getattr(step, "slot", None),
+                 pending.get("confidence", pending.get("score")))
         if not answer:
-            return self._miss(state, step, "denied", prefix="confirm_no")
+            return self._miss(state, step, "denied", prefix="confirm_no", guess=guess)
+        self._note(state, "confirmed", *guess)
         if pending["kind"] == "intent":
             return self._take_intent(state, step, pending["intent"], pending["score"])
         value = pending["value"]
@@ -302,14 +333,43 @@ class DialogEngine:
         elif isinstance(event, Utterance):
             score = parse_score(event.text, self.flow.language)
         if score is None:
+            self._note(state, "not_understood")
             if state.misses >= self._retries(step):
                 return self._goodbye(state, step)
             state.misses += 1
             state.failures.append({"step": state.step, "kind": "not_understood"})
             text = sentences.score_retry(self.flow, state.keypad_only)
             return [self._say(state, text, step), self._listen(state, step)]
+        self._note(state, "accepted")
         state.feedback = score
+        if step.comment and not state.keypad_only:
+            state.misses, state.no_inputs = 0, 0
+            return self._ask_comment(state, step)
         return self._goodbye(state, step)
+
+    def _awaiting_comment(self, state: CallState, step: Any) -> bool:
+        """Is the caller's next turn the comment after the score? (A keypad call is never asked for one.)"""
+        return (isinstance(step, FeedbackStep) and step.comment and state.feedback is not None
+                and not state.keypad_only and not state.ended)
+
+    def _ask_comment(self, state: CallState, step: FeedbackStep) -> list[Action]:
+        """The question for a few words, and a listen for free speech (keys only end it)."""
+        timeout = step.no_input_timeout or self.spec.defaults.no_input_timeout
+        return [self._say(state, sentences.feedback_comment(self.flow), step),
+                Listen(step=state.step, speech=True, dtmf=True, no_input_timeout=timeout, max_digits=1)]
+
+    def _on_comment(self, state: CallState, step: FeedbackStep, event: Event) -> list[Action]:
+        """What the caller said after the score is the comment; silence or keys skip it. Then thanks."""
+        if isinstance(event, NoInput):
+            self._note(state, "no_input")
+        elif isinstance(event, Utterance) and normalize(event.text, self.flow.language).replace("[unk]", "").strip():
+            self._note(state, "accepted")
+            state.feedback_comment = self._comment_text(event.text)
+        return self._goodbye(state, step)
+
+    def _comment_text(self, text: str) -> str:
+        """A comment as kept: digit runs masked (a caller may say a number that must not be stored), bounded."""
+        return DIGIT_RUN.sub(self.flow.msg("redacted"), text.strip())[:MAX_COMMENT]
 
     def _goodbye(self, state: CallState, step: FeedbackStep) -> list[Action]:
         thanks = sentences.thanks(self.flow, step, self._values(state)) or ""
@@ -358,6 +418,7 @@ class DialogEngine:
         without the opening again. The intent is taken as a route takes it, so whatever an intent
         requires before its steps (identity) is required again."""
         offer = state.resume_offer
+        self._note(state, "no_input" if isinstance(event, NoInput) else "other")
         answer: bool | None = None
         if isinstance(event, Utterance):
             answer = parse_yes_no(event.text, self.flow.language)
@@ -465,8 +526,10 @@ class DialogEngine:
         value = verification.answer(self.spec, name, event, today, state.keypad_only)
         if value is None:
             return self._miss(state, step, "not_understood")
-        if isinstance(event, Utterance) and assess(1.0, 1.0, event, self._confidence(step)).decision == REJECT:
-            return self._miss(state, step, "low_confidence")
+        verdict = assess(1.0, 1.0, event, self._confidence(step)) if isinstance(event, Utterance) else None
+        if verdict is not None and verdict.decision == REJECT:
+            return self._miss(state, step, "low_confidence", guess=(name, verdict.score))
+        self._note(state, "accepted", name, verdict.score if verdict is not None else 1.0)
         method = step.methods[progress["method"]]
         if name in verification.SECRET_FIELDS:
             values = {f: str(state.slots.get(f, "")) for f in verification.METHOD_FIELDS[method]
@@ -540,7 +603,11 @@ class DialogEngine:
     # -- when the caller is not understood or silent --------------------------------------------
 
     def _miss(self, state: CallState, step: Any, kind: str, *, prefix: str | None = None,
-              detail: dict[str, Any] | None = None) -> list[Action]:
+              detail: dict[str, Any] | None = None,
+              guess: tuple[str | None, float | None] = (None, None)) -> list[Action]:
+        """A turn not taken (``kind`` is its result in ``outcomes.TURN_RESULTS``; ``guess`` what it
+        was guessed as, and how sure): asked again, or a person takes over once retries are used up."""
+        self._note(state, kind, *guess)
         state.misses += 1
         state.total_misses += 1
         failure = {"step": state.step, "kind": kind}
@@ -555,6 +622,7 @@ class DialogEngine:
         return [self._say(state, text, step), self._listen(state, step)]
 
     def _on_no_input(self, state: CallState, step: Any) -> list[Action]:
+        self._note(state, "no_input")
         state.no_inputs += 1
         state.failures.append({"step": state.step, "kind": "no_input"})
         if state.no_inputs >= 2:
@@ -590,6 +658,8 @@ class DialogEngine:
             return []
         step = self.spec.steps[state.step]
         state.no_inputs = 0
+        if isinstance(step, FeedbackStep) and step.comment and state.feedback is not None:
+            return self._goodbye(state, step)        # the score is in; a comment needs speech
         if state.resume_offer is not None:
             return self._offer_resume(state, state.resume_offer, notice=True)
         if isinstance(step, VerifyStep):
@@ -655,11 +725,16 @@ class DialogEngine:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _wants_agent(self, event: Event) -> bool:
+    def _wants_agent(self, event: Event, whole: bool = False) -> bool:
+        """Key 0, or transfer words in what was said (``whole``: nothing but transfer words)."""
         if isinstance(event, Digits):
             return event.digits == "0"
         if isinstance(event, Utterance):
-            return any(contains_phrase(event.text, w, self.flow.language) for w in self.flow.transfer_words)
+            lang = self.flow.language
+            if whole:
+                said = normalize(event.text, lang)
+                return any(said == normalize(w, lang) for w in self.flow.transfer_words)
+            return any(contains_phrase(event.text, w, lang) for w in self.flow.transfer_words)
         return False
 
     def _open(self, state: CallState) -> bool:
@@ -772,17 +847,31 @@ class DialogEngine:
         lang = self.flow.language
         return tuple(dict.fromkeys([*YES.get(lang, ()), *NO.get(lang, ())]))
 
-    def _log_caller(self, state: CallState, step: Any, event: Event) -> None:
+    def _log_caller(self, state: CallState, step: Any, event: Event, *, comment: bool = False) -> None:
+        """The caller's turn in the transcript, redacted, with ``understood`` set to what is known
+        before the turn is handled (``no_input`` for silence, else ``other``); ``_note`` sets the rest."""
+        understood: dict[str, Any] = {"result": "other", "intent": None, "confidence": None}
         if isinstance(event, NoInput):
             entry = {"who": "caller", "step": state.step, "text": "", "event": "no_input"}
+            understood["result"] = "no_input"
         elif isinstance(event, Digits):
             entry = {"who": "caller", "step": state.step, "digits": self._redact(state, step, event.digits, keys=True)}
         elif isinstance(event, Utterance):
-            entry = {"who": "caller", "step": state.step, "text": self._redact(state, step, event.text),
-                     "confidence": round(event.confidence, 3)}
+            text = self._comment_text(event.text) if comment else self._redact(state, step, event.text)
+            entry = {"who": "caller", "step": state.step, "text": text, "confidence": round(event.confidence, 3)}
         else:
             return
+        entry["understood"] = understood
         state.transcript.append(entry)
+
+    def _note(self, state: CallState, result: str, intent: str | None = None, confidence: float | None = None) -> None:
+        """What became of this turn: written on its caller entry, the last one in the transcript (only
+        turn handlers call this, after ``_log_caller``)."""
+        for entry in reversed(state.transcript):
+            if entry.get("who") == "caller":
+                entry["understood"] = {"result": result, "intent": intent,
+                                       "confidence": None if confidence is None else round(float(confidence), 3)}
+                return
 
     def _redact(self, state: CallState, step: Any, text: str, keys: bool = False) -> str:
         """Secrets and full postcodes never reach the transcript; the parsed masked form does."""
@@ -797,3 +886,12 @@ class DialogEngine:
             return masked(value, "postcode") if value else self.flow.msg("redacted")
         return text
 
+
+def _best_guess(result: Any) -> tuple[str | None, float | None]:
+    """A rejected classification's nearest intent and its confidence (the classifier's top candidate)."""
+    if result.intent is not None:
+        return result.intent, result.confidence
+    if result.alternatives:
+        intent, confidence = result.alternatives[0]
+        return intent, confidence
+    return None, None

@@ -173,6 +173,11 @@ def thanks(flow: Flow, step: FeedbackStep, values: Values) -> str | None:
     return fill(step.thanks, values) if step.thanks else flow.msg("feedback_thanks")
 
 
+def feedback_comment(flow: Flow) -> str:
+    """The question for a few words after the score (a feedback step with ``comment: true``)."""
+    return flow.msg("feedback_comment")
+
+
 def transfer_words(flow: Flow, say: str | None = None, *, after_hours: bool = False) -> str:
     """What the caller hears when the call goes to a person: a transfer step's own words, else the
     flow's, else the default; after hours the closed notice."""
@@ -336,8 +341,9 @@ def _retries(flow: Flow, step_id: str, step: Any, keypad_only: bool) -> list[str
     """What a listening step says after a miss, a silence, a denied or a pending confirmation."""
     again = reprompt(flow, step_id, step, None, by_keys=keypad_only, keypad_only=keypad_only)
     if isinstance(step, FeedbackStep):
+        comment = [feedback_comment(flow)] if step.comment and not keypad_only else []
         return [score_retry(flow, keypad_only), retry(flow, "no_input", again), goodbye(flow),
-                thanks(flow, step, None)]
+                thanks(flow, step, None), *comment]
     agains = [again]
     kinds = ["not_understood", "no_input"]
     questions: list[str | None] = []
@@ -380,6 +386,6 @@ def _resume_sentences(flow: Flow) -> list[tuple[str | None, str | None]]:
 def sayers() -> Iterable[Any]:
     """The functions whose results the engine says (for tests that check where a sentence comes from)."""
     return (own_words, keypad_question, menu, reprompt, retry, score_retry, confirm_intent, confirm_value,
-            with_keys_yes_no, speech_unavailable, source, goodbye, hangup_words, thanks, transfer_words,
-            sms_said, sms_unavailable, resume_offer, resume_yes, verify_question, verify_reprompt, verify_again,
-            verify_ok, verify_failed, verification_failed_words)
+            with_keys_yes_no, speech_unavailable, source, goodbye, hangup_words, thanks, feedback_comment,
+            transfer_words, sms_said, sms_unavailable, resume_offer, resume_yes, verify_question, verify_reprompt,
+            verify_again, verify_ok, verify_failed, verification_failed_words)

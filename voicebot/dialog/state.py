@@ -19,6 +19,10 @@ a reference, never copied into this call's own transcript.
 succeeds): the level reached, the method and customer (number and name) that gave it, and every
 check made as method and outcome only, never the values. ``verify`` is the verify step in
 progress (``verification.new_progress``), or None. Stored dicts without them load unverified.
+
+``feedback_comment`` is what the caller said after the score when the flow's feedback step asks
+for a comment (``comment: true``), with long digit runs masked; None when not asked or not given.
+Each caller entry of ``transcript`` carries ``understood``: what became of it (``dialog.outcomes``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class CallState:
     failures: list[dict[str, Any]] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     feedback: int | None = None
+    feedback_comment: str | None = None
     keypad_only: bool = False
     keys_menu: bool = False
     resume_offer: dict[str, Any] | None = None

@@ -22,6 +22,9 @@ caller who calls again after a call that stopped before it was done.
 The ``verify_*`` sentences are a verify step's questions and what the caller hears about the check:
 whether it worked, never the values, and never why it failed (``verify_locked`` is said alike for a
 lockout, a directory that cannot answer and too many wrong answers).
+
+``feedback_comment`` asks a caller who just gave a score for a few words more, only in a flow whose
+feedback step says ``comment: true``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sms_sent": "Ik heb u een samenvatting per sms gestuurd.",
         "sms_body": "Samenvatting van uw gesprek: {summary}",
         "feedback_thanks": "Bedankt voor uw beoordeling. Tot ziens.",
+        "feedback_comment": "Dank u. Wilt u in een paar woorden zeggen waarom u dat cijfer geeft? "
+                            "Wilt u dat liever niet, blijf dan even stil.",
         "goodbye": "Bedankt voor het bellen. Tot ziens.",
         "hint_digits": "Zegt u de cijfers één voor één, of toets ze in en sluit af met een hekje.",
         "hint_number": "Zegt u alleen het getal.",
@@ -130,6 +135,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sms_sent": "I have sent you a summary by text message.",
         "sms_body": "Summary of your call: {summary}",
         "feedback_thanks": "Thank you for your rating. Goodbye.",
+        "feedback_comment": "Thank you. Would you like to say in a few words why you gave that score? "
+                            "If not, just stay silent for a moment.",
         "goodbye": "Thank you for calling. Goodbye.",
         "hint_digits": "Please say the digits one by one, or key them in followed by the hash key.",
         "hint_number": "Please say just the number.",
@@ -216,6 +223,8 @@ optional: how a slot, method, outcome or level name reads in a summary (``word_c
 IDENTITY_KEYS = frozenset(k for k in MESSAGE_KEYS if k.startswith(("verify_", "summary_identity"))) | {
     "reason_verification_failed"}
 """Messages only a flow with a verify step uses (a flow in another language gives them only then)."""
+COMMENT_KEYS = frozenset({"feedback_comment"})
+"""Messages only a flow whose feedback step asks for a comment uses."""
 
 # Words with which a caller asks for a person, per language. The flow's own ``transfer_words``
 # come first, then ``dialog.transfer_words`` in config.yaml; these are the built-in default

@@ -224,8 +224,12 @@ class SmsStep(StepBase):
 
 
 class FeedbackStep(StepBase):
+    """Asks for a score 1-5 and ends the call. With ``comment`` a caller who gave the score by voice
+    is asked for a few words more (the message ``feedback_comment``); silence or keys skip it."""
+
     type: Literal["feedback"]
     thanks: str | None = None
+    comment: bool = False
 
 
 class HangupStep(StepBase):

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from voicebot.errors import Problem
-from voicebot.flow.messages import IDENTITY_KEYS, MESSAGE_KEYS, MESSAGES
+from voicebot.flow.messages import COMMENT_KEYS, IDENTITY_KEYS, MESSAGE_KEYS, MESSAGES
 from voicebot.flow.schema import (
     KEYS_ONLY_SLOT_TYPES, LISTENING_TYPES, STEP_TYPES, TERMINAL_TYPES, VERIFY_METHODS, AnswerStep, AskStep, Defaults,
     FeedbackStep, FlowSpec, HangupStep, Hours, HoursStep, IdentitySettings, RouteStep, SayStep, SmsStep,
@@ -383,8 +383,11 @@ def _graph_checks(check: Checker, spec: FlowSpec, transfer_words: list[str] | No
         if key not in MESSAGE_KEYS:
             check.add(["messages", key], f"unknown message '{key}'{did_you_mean(key, MESSAGE_KEYS)}")
     if spec.language not in MESSAGES:
-        needed = MESSAGE_KEYS if any(isinstance(s, VerifyStep) for s in steps.values()) else \
-            MESSAGE_KEYS - IDENTITY_KEYS
+        needed = set(MESSAGE_KEYS)
+        if not any(isinstance(s, VerifyStep) for s in steps.values()):
+            needed -= IDENTITY_KEYS
+        if not any(isinstance(s, FeedbackStep) and s.comment for s in steps.values()):
+            needed -= COMMENT_KEYS
         missing = sorted(needed - set(spec.messages))
         if missing:
             check.add(["language"], f"language '{spec.language}' has no built-in messages; "

@@ -212,8 +212,9 @@ def parse_choice(text: str, choices: dict[str, list[str]], language: str = "nl")
 
 
 def parse_score(text: str, language: str = "nl") -> int | None:
-    """A satisfaction score from 1 to 5."""
-    groups = _DIGIT_GROUP.findall(to_digits(text, language))
+    """A satisfaction score from 1 to 5. The answer can only be a number, so a lone "een" or "twee"
+    is one too (``to_digits(small=True)``)."""
+    groups = _DIGIT_GROUP.findall(to_digits(text, language, small=True))
     if not groups:
         return None
     score = int(groups[-1])  # "een vijf" (a five) reads as "1 5": the grade is said last

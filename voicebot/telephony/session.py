@@ -13,6 +13,11 @@ call to a person, whom Twilio's own voice announces (our audio may be what broke
 
 A call the caller left before it was done (hung up, cut off, or its stream broke) is kept for the
 flow's resume window (``telephony/resume.py``); a new call first looks for such a call from its number.
+
+The call's record also gets the flow's version and ``timings``: per caller turn (``turn`` counts the
+caller entries of the transcript, from 1, as the call records number turns) how long recognition
+took (end of speech to the final result) and how long the caller waited for the reply (end of
+the turn to its first audio), in milliseconds; the same figures /metrics gets as histograms.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from voicebot.telephony.failover import handover
 from voicebot.telephony.resume import remember_unfinished, take_unfinished
 
 log = logging.getLogger("voicebot.call")
+EXTRA_TIMINGS = 10
+"""Timings kept beyond the engine's ``max_turns`` (the turn that trips the loop guard, and slack)."""
 
 
 def utterance_of(result: Recognized) -> Utterance:
@@ -65,6 +72,9 @@ class CallSession:
         self._asr_turn: int | None = None
         self._marks = 0
         self._response_from: float | None = None
+        self._recognition_ms: int | None = None
+        self._timing: dict[str, Any] | None = None
+        self.timings: list[dict[str, Any]] = []
         self._released = False
 
     @property
@@ -123,10 +133,12 @@ class CallSession:
         self.rt.metrics.active_calls.inc()
         speech = self._start_recognizer(flow.language)
         self.turns = tt.TurnTaker(speech=speech)
-        stored = (self.rt.store.get(start.call_sid) or {}).get("state")
+        record = self.rt.store.get(start.call_sid) or {}
+        stored = record.get("state")
         if stored and not stored.get("ended"):
             # The stream of a call we already served reconnected (its token proved the call): go on.
             self.state = CallState.from_dict(stored)
+            self.timings = [t for t in record.get("timings") or [] if isinstance(t, dict)][-self._max_timings():]
             log.info("call %s: resuming at step %s", self.call_sid, self.state.step)
             actions = self._settled(self.engine.resume(self.state, speech=speech))
         else:
@@ -159,7 +171,9 @@ class CallSession:
                 if isinstance(event, SpeechStarted):
                     self._exec(self.turns.speech_started())
                 elif isinstance(event, Final):
-                    self.rt.metrics.recognition.observe(max(0.0, time.monotonic() - event.arrived))
+                    took = max(0.0, time.monotonic() - event.arrived)
+                    self.rt.metrics.recognition.observe(took)
+                    self._recognition_ms = round(took * 1000)
                     self._response_from = event.arrived
                     self._exec(self.turns.utterance(utterance_of(event.result)))
                 elif isinstance(event, NoSpeech):
@@ -198,7 +212,26 @@ class CallSession:
 
     def _dialog(self, event: Event) -> None:
         self.rt.metrics.turns.inc()
-        self._run(self._settled(self.engine.handle(self.state, event)))
+        before = self._caller_turns()
+        actions = self._settled(self.engine.handle(self.state, event))
+        turn = self._caller_turns()
+        if turn > before:
+            self._time_turn(turn, event)
+        self._run(actions)
+
+    def _caller_turns(self) -> int:
+        return sum(1 for entry in self.state.transcript if entry.get("who") == "caller")
+
+    def _time_turn(self, turn: int, event: Event) -> None:
+        """Open the timing of caller turn ``turn``: its recognition now, its response at the first audio."""
+        recognized = self._recognition_ms if isinstance(event, Utterance) else None
+        self._recognition_ms = None
+        self._timing = {"turn": turn, "recognition_ms": recognized, "response_ms": None}
+        self.timings.append(self._timing)
+        del self.timings[:-self._max_timings()]
+
+    def _max_timings(self) -> int:
+        return self.engine.max_turns + EXTRA_TIMINGS
 
     def _settled(self, actions: list[Action]) -> list[Action]:
         """The engine's actions with its identity check, if any, answered."""
@@ -230,8 +263,12 @@ class CallSession:
         if not audio:
             return True
         if self._response_from is not None:
-            self.rt.metrics.response.observe(time.monotonic() - self._response_from)
+            waited = max(0.0, time.monotonic() - self._response_from)
+            self.rt.metrics.response.observe(waited)
             self._response_from = None
+            if self._timing is not None:
+                self._timing["response_ms"] = round(waited * 1000)
+        self._timing = None
         for message in codec.encode_media(self.start.stream_sid, audio):
             self._send(message)
         self._marks += 1
@@ -344,6 +381,7 @@ class CallSession:
     def _save(self) -> None:
         if self.state is not None:
             self.rt.store.update(self.call_sid, state=self.state.to_dict(), flow=self.engine.flow.id,
+                                 flow_version=self.engine.flow.version, timings=self.timings,
                                  stream_sid=self.start.stream_sid)
 
     def _send(self, message: str) -> None:
