@@ -6,8 +6,7 @@ written as the worker writes a finished call (``records.build.build_record``,
 ``records.store.RecordStore.write``) to ``records.url``. The callers' numbers are hashed with the
 salt the rest of the system uses (VOICEBOT_HASH_SALT, else the development salt in .run/hash-salt).
 
-The command belongs to the `voicebot records` group; ``attach`` adds it there (``commands.records``)
-and, where that group does not exist, to a `records` group of its own.
+The command belongs to the `voicebot records` group (``commands.records``); the command line adds it there.
 """
 
 from __future__ import annotations
