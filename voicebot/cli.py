@@ -155,11 +155,13 @@ def _register() -> None:
     from voicebot.commands.audio import audio
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
+    from voicebot.commands.flows import reload as flows_reload
     from voicebot.commands.models import doctor, models
     from voicebot.commands.transcribe import transcribe
 
     for command in (models, doctor, audio, transcribe, call, customers, agents):
         main.add_command(command)
+    flows.add_command(flows_reload)
 
 
 _register()
