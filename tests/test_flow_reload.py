@@ -248,3 +248,80 @@ def test_flows_reload_says_when_no_server_listens(redis_url, tmp_path):
     config.write_text("redis: {url: '%s'}\n" % redis_url)
     result = CliRunner().invoke(main, ["--config", str(config), "flows", "reload"])
     assert result.exit_code == 1 and "no running server listens" in result.output
+
+
+# -- the Korean test flow through the web app: a stream and after-stream use the version a call recorded --
+
+KO = REPO / "tests" / "data" / "ko.yaml"
+PUBLIC = "https://bot.example.com"
+TOKEN = "reload-auth-token"
+OLD_SAY = "상담원에게 연결해 드리겠습니다"
+NEW_SAY = "곧 상담원이 받습니다"
+
+
+@pytest.fixture
+def ko_app(settings, tmp_path):
+    from voicebot.web import create_app
+
+    folder = tmp_path / "ko-flows"
+    folder.mkdir()
+    shutil.copy(KO, folder / "ko.yaml")
+    no_models = SpeechModels(SpeechSettings(models_dir=tmp_path, models={"ko": str(tmp_path / "none")}))
+    settings = dataclasses.replace(
+        settings, flows_dir=folder, default_flow="ko_test",
+        prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path / "cache"),
+        telephony=dataclasses.replace(settings.telephony, auth_token=TOKEN, public_url=PUBLIC, account_sid="",
+                                      agent_number="+31201234567"))
+    rt = Runtime(settings, models=no_models)
+    yield rt, create_app(settings, runtime=rt).test_client(), folder / "ko.yaml"
+    rt.close()
+
+
+def new_transfer_words(path: Path) -> str:
+    """The flow file with another announcement for a transfer to a person; returns the new version."""
+    text = path.read_text(encoding="utf-8").replace(f"  say: {OLD_SAY}\n", f"  say: {NEW_SAY}\n")
+    path.write_text(text, encoding="utf-8")
+    return flow_version(text)
+
+
+def test_a_stream_starts_on_the_version_its_call_was_answered_with(ko_app):
+    from test_call_session import Line
+
+    rt, _client, path = ko_app
+    answered = rt.flows["ko_test"].version
+    rt.store.update("CA-answered-before", flow="ko_test", flow_version=answered)   # as /twilio/voice records it
+    new = new_transfer_words(path)
+    assert rt.reload_flows("test").loaded == {"ko_test": (answered, new)}
+
+    before = Line(rt, "CA-answered-before")
+    after = Line(rt, "CA-answered-after")
+    assert before.session.engine.flow.version == answered
+    assert after.session.engine.flow.version == new
+    for line in (before, after):
+        line.echo_marks()
+        line.dtmf("0")                                           # a person, please: the transfer's own words
+    assert OLD_SAY in before.said() and NEW_SAY not in before.said()
+    assert NEW_SAY in after.said()
+
+
+def test_after_stream_hands_a_broken_call_over_with_the_version_it_ran_on(ko_app):
+    import urllib.parse
+
+    from twilio.request_validator import RequestValidator
+
+    rt, client, path = ko_app
+    engine = rt.engine_for("ko_test")
+    call_sid = "CA-broken-stream"
+    state, _ = engine.start(CallStarted(call_id=call_sid, caller="+821012345678", called="+82200000000"))
+    rt.store.update(call_sid, flow="ko_test", flow_version=engine.flow.version, caller="+821012345678",
+                    state=state.to_dict())                       # the stream broke: no ending stored
+    new_transfer_words(path)
+    rt.reload_flows("test")
+
+    url, params = PUBLIC + "/twilio/after-stream", {"CallSid": call_sid}
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    response = client.post(urllib.parse.urlsplit(url).path, data=params, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+    twiml = response.get_data(as_text=True)
+    assert OLD_SAY in twiml and NEW_SAY not in twiml
+    assert rt.store.get(call_sid)["ending"]["reason"] == "error"
