@@ -42,17 +42,19 @@ class Server:
     def __init__(self, tmp: Path, redis_url: str, name: str, *, public_url: str | None = None,
                  token: str = TOKEN, account: str = ACCOUNT, telephony: str = "",
                  flows: Path | None = None, default_flow: str = "ko_test", environ: dict[str, str] | None = None,
-                 settings: str = "", sections: str = ""):
+                 settings: str = "", sections: str = "", watch_seconds: float | None = None):
         """``telephony``: more settings of that section as YAML flow-style pairs (``max_calls: 2``).
         ``flows``: another folder of flows than tests/data; ``environ``: more environment variables;
-        ``settings``/``sections``: more sections of its config.yaml, as YAML lines (``identity: {database: ...}``)."""
+        ``settings``/``sections``: more sections of its config.yaml, as YAML lines (``identity: {database: ...}``);
+        ``watch_seconds``: ``flows.watch_seconds`` (default: the setting's own)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.public_url = public_url or self.url
         self.redis_url = redis_url
         config = tmp / f"{name}.yaml"
         config.write_text(
-            f"flows: {{dir: {flows or REPO / 'tests' / 'data'}, default: {default_flow}}}\n"
+            f"flows: {{dir: {flows or REPO / 'tests' / 'data'}, default: {default_flow}"
+            f"{'' if watch_seconds is None else f', watch_seconds: {watch_seconds}'}}}\n"
             f"prompts: {{cache_dir: {tmp / 'cache'}}}\n"
             f"telephony: {{agent_number: '{AGENT}'{', ' + telephony if telephony else ''}}}\n"
             f"{settings}" + (sections.rstrip("\n") + "\n" if sections else ""))

@@ -168,6 +168,7 @@ def _register() -> None:
     from voicebot.commands.audio import audio
     from voicebot.commands.call import call
     from voicebot.commands.customers import customers
+    from voicebot.commands.flows import reload as flows_reload
     from voicebot.commands.models import doctor, models
     from voicebot.commands.records import records
     from voicebot.commands.records_simulate import simulate
@@ -178,6 +179,7 @@ def _register() -> None:
     for command in (models, doctor, audio, transcribe, call, customers, agents, records, report, review):
         main.add_command(command)
     records.add_command(simulate)
+    flows.add_command(flows_reload)
 
 
 _register()

@@ -12,6 +12,10 @@ dequeue must be allowed to block; so the timeouts differ by purpose, and they ar
 - ``enqueue``: the web process pushing a handoff job (1 s);
 - ``desk``: the agent desk reading its board and claiming (1 s: a person is waiting for the page,
   and a desk that says "Redis does not answer" beats one that hangs);
+- ``listen``: a web process's subscription to `voicebot flows reload` requests, and that command's
+  own (1 s to connect, 5 s to read a message already there; the subscriber waits for messages a
+  second at a time itself, and PINGs an idle connection every 30 s so a Redis that went away
+  unannounced is noticed and the subscription made again);
 - ``queue``: the RQ worker's own connection (5 s to connect, no read timeout: its dequeue blocks;
   redis-py's own retry policy, as RQ expects).
 
@@ -33,6 +37,7 @@ class Purpose:
     connect_timeout: float
     read_timeout: float | None      # None: wait as long as the command takes (RQ's blocking pop)
     retry: bool = False             # True: redis-py's default retry policy
+    health_check_seconds: int = 0   # PING a connection idle this long before using it (0: never)
 
 
 PURPOSES = {
@@ -41,6 +46,7 @@ PURPOSES = {
     "enqueue": Purpose(1.0, 1.0),
     "desk": Purpose(1.0, 1.0),
     "startup": Purpose(5.0, 5.0),
+    "listen": Purpose(1.0, 5.0, health_check_seconds=30),
     "queue": Purpose(5.0, None, retry=True),
 }
 
@@ -48,7 +54,9 @@ PURPOSES = {
 def redis_client(url: str, purpose: str) -> redis.Redis:
     """A client for ``purpose`` (a key of ``PURPOSES``); ValueError when ``url`` is not a Redis URL."""
     timings = PURPOSES[purpose]
-    options = {} if timings.retry else {"retry": Retry(NoBackoff(), 0)}
+    options: dict = {} if timings.retry else {"retry": Retry(NoBackoff(), 0)}
+    if timings.health_check_seconds:
+        options["health_check_interval"] = timings.health_check_seconds
     return redis.Redis.from_url(url, socket_connect_timeout=timings.connect_timeout,
                                 socket_timeout=timings.read_timeout, **options)
 

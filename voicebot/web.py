@@ -25,6 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -33,6 +35,7 @@ import redis
 from flask import Flask, Response, abort, g, jsonify, request
 from flask_sock import Sock
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from voicebot import __version__
 from voicebot.config import Settings, load_settings
@@ -207,7 +210,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             refuse("whisper for a call that is not the leg's parent")
         record = rt.store.get(call_sid) or {}
         context = (record.get("ending") or {}).get("context") or {}
-        flow = rt.flow(record.get("flow"))
+        flow = rt.call_flow(record)
         text = context.get("summary") or flow.msg("summary_no_intent")
         language = record.get("language") or flow.language
         return Response(twiml.whisper(text, language), mimetype=XML)
@@ -222,7 +225,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return Response(twiml.hangup(), mimetype=XML)
         record = rt.store.get(call_sid) or {}
         why = status if status in unreachable.UNANSWERED else "failed"
-        told = rt.flow(record.get("flow")).msg("unreachable")
+        told = rt.call_flow(record).msg("unreachable")
         return Response(unreachable.offer(rt, public(), call_sid, record, why, told=told), mimetype=XML)
 
     @app.post(unreachable.PATH)
@@ -247,7 +250,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         ends; after ``telephony.queue_max_wait_seconds`` the caller leaves the queue (``<Leave>``)."""
         call_sid = request.form.get("CallSid", "")
         record = (rt.store.get(call_sid) if call_sid else None) or {}
-        flow = rt.flow(record.get("flow"))
+        flow = rt.call_flow(record)
         return Response(twiml.queue_wait(_seconds(request.form.get("QueueTime", "")) or 0,
                                          settings.telephony.queue_max_wait_seconds, flow.msg("transfer"),
                                          flow.language), mimetype=XML)
@@ -262,7 +265,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 or _finished(rt, call_sid, "/twilio/queue-left"):
             return Response(twiml.hangup(), mimetype=XML)
         record = rt.store.get(call_sid) or {}
-        told = rt.flow(record.get("flow")).msg("unreachable")
+        told = rt.call_flow(record).msg("unreachable")
         return Response(unreachable.offer(rt, public(), call_sid, record, "no-answer", told=told), mimetype=XML)
 
     @app.route("/twilio/queue-pickup", methods=["GET", "POST"])
@@ -275,7 +278,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         record = rt.store.get(call_sid) if call_sid else None
         if not record or (record.get("ending") or {}).get("action") != "transfer":
             return Response(twiml.empty(), mimetype=XML)
-        flow = rt.flow(record.get("flow"))
+        flow = rt.call_flow(record)
         picked = {"call_id": call_sid, "agent_call": request.values.get("DequeingCallSid", "")[:64],
                   "queue": (record.get("ending") or {}).get("queue") or "",
                   "queue_seconds": _seconds(request.values.get("QueueTime", ""))}
@@ -393,13 +396,14 @@ def _signature_ok(settings: Settings) -> bool:
 
 def _after_stream_twiml(rt: Runtime, tel: Any, public: str, call_sid: str, record: dict[str, Any]) -> str:
     """Transfer, hang up, or (no decision stored: the stream broke) hand the caller to a person."""
-    flow = rt.flow(record.get("flow"))
+    engine = rt.engine_for(record.get("flow"), record.get("flow_version"))    # the version the call ran on
+    flow = engine.flow
     ending = record.get("ending") or {}
     if ending.get("action") == "hangup":
         return twiml.hangup()
     if ending.get("action") != "transfer":
         log.error("call %s: the stream ended without a decision; handing the caller to a person", esc(call_sid))
-        transfer, said = failure_transfer(rt.engines[flow.id], call_sid, record)
+        transfer, said = failure_transfer(engine, call_sid, record)
         ending = {"action": "transfer", "queue": transfer.queue, "reason": transfer.reason,
                   "context": transfer.context}
         rt.store.update(call_sid, ending=ending, announce=said)
@@ -470,6 +474,29 @@ class _Server(BaseApplication):
     def load(self) -> Flask:
         return self._app
 
+    def run(self) -> None:
+        """gunicorn's ``BaseApplication.run`` with the master below."""
+        try:
+            _FlowReloadingArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
+
+
+class _FlowReloadingArbiter(Arbiter):
+    """gunicorn's master, but SIGHUP reloads the flows instead of the workers.
+
+    gunicorn answers SIGHUP by starting new workers and stopping the old ones gracefully, which
+    would cut every call in progress after ``graceful_timeout`` and give the new workers the flows
+    the master loaded at start. Here the master passes SIGHUP on to its worker, where the runtime
+    loads the changed flow files in place (``Runtime.watch_flows``)."""
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: the worker reloads changed flow files; calls in progress go on (a change to config.yaml "
+                 "needs a restart)")
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, signal.SIGHUP)
+
 
 class _Starting:
     """While the app is being built, every request on the port gets 503 "starting" (not a refused
@@ -525,7 +552,10 @@ def start_metrics_server(settings: Settings, runtime: Runtime) -> Any:
 
 
 def _worker_started(settings: Settings, runtime: Runtime) -> None:
+    """In the gunicorn worker, after the fork (threads do not survive one) and after gunicorn set
+    its own signal handlers: start-up work, the flow watcher with SIGHUP, the metrics port."""
     runtime.prepare()
+    runtime.watch_flows(sighup=True)
     try:
         start_metrics_server(settings, runtime)
     except OSError as exc:
@@ -549,7 +579,8 @@ def serve(settings: Settings, port: int | None = None, announce: str = "") -> No
     ``web.webhook_threads`` webhooks fit at once. ``timeout`` 0 turns off gunicorn's worker
     timeout, which would otherwise kill the worker in the middle of long calls. The app is built
     here, before gunicorn starts, so a bad config stops `voicebot serve` with its own message
-    instead of a worker boot loop.
+    instead of a worker boot loop. SIGHUP reloads changed flow files in the worker (the master
+    passes it on) instead of gunicorn's restart of the worker, which would cut calls in progress.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if announce:
@@ -557,6 +588,9 @@ def serve(settings: Settings, port: int | None = None, announce: str = "") -> No
     port = port or settings.port
     log.info("loading and checking the flows (training their intent classifiers can take a while); "
              "/healthz answers 503 until calls can be taken")
+    # Until gunicorn's master takes SIGHUP over (and passes it on to the worker), a SIGHUP must not
+    # stop a server that is loading its flows: the worker's first check picks up any change.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with _Starting(settings.host, port):
         app = create_app(settings)
     runtime = app.extensions["voicebot_runtime"]

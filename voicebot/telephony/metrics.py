@@ -50,6 +50,12 @@ class Metrics:
         self.over_capacity = Counter("voicebot_calls_over_capacity_total",
                                      "Calls answered while telephony.max_calls streams were live: sent to the queue",
                                      registry=r)
+        self.flow_reloads = Counter("voicebot_flow_reloads_total",
+                                    "Changed flow files while running: loaded (new calls get the new version), "
+                                    "rejected (broken: the running version stays)", ["result"], registry=r)
+        self.flow_version = Gauge("voicebot_flow_version_info",
+                                  "1 for the version (content hash) of each flow that new calls get",
+                                  ["flow", "version"], registry=r)
         self.replays = Counter("voicebot_replayed_webhooks_total", "Webhooks for a call that had already finished",
                                registry=r)
         self.unreachable = Counter("voicebot_agent_unreachable_total",

@@ -18,6 +18,11 @@ a thread of this process while it holds something, and by `voicebot worker`; ``c
 Identity checks (``identity``) use the configured customer directory, opened only when a flow has
 a verify step, and lockout counters in Redis through the store's client: when Redis does not
 answer, a check fails closed (``unavailable``) and the caller goes to a person, unverified.
+
+The flows change while it runs (``reload_flows``, asked by the watcher, SIGHUP or `voicebot flows
+reload`: telephony/flow_reload.py): a changed file is validated and its prompts rendered before
+new calls get it; a call keeps the engine it started with, and ``engine_for`` finds the version a
+call recorded for whatever looks its flow up after the stream.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from voicebot.speech.audio import ulaw_to_pcm
 from voicebot.dialog.sentences import static_sentences
 from voicebot.speech.prompts import PromptAudio
 from voicebot.speech.recognizer import SpeechModels
+from voicebot.telephony.flow_reload import EngineVersions, FlowFiles, Reloader, ReloadResult
 from voicebot.telephony.logsafe import esc
 from voicebot.telephony.metrics import Metrics
 from voicebot.telephony.sms import SmsSender
@@ -56,6 +62,8 @@ from voicebot.telephony.stream_auth import TOKEN_PARAMETER, StreamClaims, stream
 log = logging.getLogger("voicebot.runtime")
 
 WARM_RECOGNISERS = 4
+WARM_AUDIO_BYTES = 8000 * 20
+"""Up to 20 s of a language's prompts warm its recognisers."""
 
 
 class Runtime:
@@ -67,8 +75,11 @@ class Runtime:
         self.flows = flows if flows is not None else load_flows(settings.flows_dir, settings.transfer_words)
         if not self.flows:
             raise VoicebotError(f"no flows in {settings.flows_dir}")
-        self.engines = {fid: DialogEngine(flow, max_turns=settings.max_turns, hash_salt=settings.hash_salt)
-                        for fid, flow in self.flows.items()}
+        self.versions = EngineVersions()
+        self.engines = {fid: self._engine(flow) for fid, flow in self.flows.items()}
+        self._files = FlowFiles(settings.flows_dir, settings.transfer_words, self.flows)
+        self._reload_lock = threading.Lock()
+        self.reloader: Reloader | None = None
         self.models = models or SpeechModels(settings.speech)
         self.prompts = PromptAudio(settings.prompts)
         self.store = CallStore(settings.redis_url, settings.call_ttl_seconds)
@@ -87,6 +98,8 @@ class Runtime:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.identity = self._identity_service(directory)
+        self._shown_versions: set[tuple[str, str]] = set()
+        self._show_versions()
 
     def _identity_service(self, directory: Directory | None) -> IdentityService | None:
         """None when no flow verifies anyone (then every check, if one came, is ``unavailable``)."""
@@ -133,12 +146,15 @@ class Runtime:
             self._drainer.kick()
 
     def close(self) -> None:
-        """Finish the handoffs under way (each ends queued or in the outbox), then stop the outbox's
-        drain thread: what the outbox holds stays for the worker or the next start."""
+        """Stop checking the flow files, finish the handoffs under way (each ends queued or in the
+        outbox), then stop the outbox's drain thread: what the outbox holds stays for the worker or
+        the next start."""
+        if self.reloader is not None:
+            self.reloader.stop()
         self._handoff.shutdown(wait=True)
         self._drainer.stop()
 
-    def _prepare_language(self, language: str) -> bool:
+    def _prepare_language(self, language: str, flows: list[Flow] | None = None) -> bool:
         """Load the language's model and render its flows' prompts; False when it has no model."""
         try:
             model = self.models.get(language)      # first: a caller may already be waiting for it
@@ -146,19 +162,110 @@ class Runtime:
             model = None
             log.warning("%s; calls in '%s' will use the keypad and reach a person", exc, language)
         speech = b""
-        for flow in (f for f in self.flows.values() if f.language == language):
-            for text, prompt_id in static_sentences(flow):
-                try:
-                    audio = self.prompts.audio_for(text, language, prompt_id)
-                except Exception as exc:
-                    log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
-                    break
-                if len(speech) < 8000 * 20:
-                    speech += audio
+        for flow in flows if flows is not None else [f for f in self.flows.values() if f.language == language]:
+            speech += self._render_prompts(flow, WARM_AUDIO_BYTES - len(speech))
         if model is not None:
             model.warm(WARM_RECOGNISERS, ulaw_to_pcm(speech))
             log.info("speech model for '%s' ready at %s", language, model.path)
         return model is not None
+
+    def _render_prompts(self, flow: Flow, room: int = 0) -> bytes:
+        """Every prompt the flow can say without a caller's value, into the cache; the first ``room``
+        bytes or so of that audio are returned (to warm recognisers on)."""
+        speech = b""
+        for text, prompt_id in static_sentences(flow):
+            try:
+                audio = self.prompts.audio_for(text, flow.language, prompt_id)
+            except Exception as exc:
+                log.error("prompt audio for flow %s cannot be made: %s", flow.id, exc)
+                break
+            if len(speech) < room:
+                speech += audio
+        return speech
+
+    # -- flows that change while running --------------------------------------------------------
+
+    def _engine(self, flow: Flow) -> DialogEngine:
+        engine = DialogEngine(flow, max_turns=self.settings.max_turns, hash_salt=self.settings.hash_salt)
+        self.versions.add(engine)
+        return engine
+
+    def watch_flows(self, *, sighup: bool = False) -> Reloader:
+        """Start checking the flow files: every ``flows.watch_seconds`` (0: never by itself), when
+        `voicebot flows reload` asks on Redis, and (``sighup``; call from the main thread) on SIGHUP.
+        The first check, once start-up work is done, picks up what changed since the flows loaded."""
+        settings = self.settings
+        self.reloader = Reloader(lambda trigger, force, settle: self.reload_flows(trigger, force=force, settle=settle),
+                                 watch_seconds=settings.flows_watch_seconds, redis_url=settings.redis_url,
+                                 ready=self.ready)
+        if sighup:
+            self.reloader.install_sighup()
+        self.reloader.start()
+        return self.reloader
+
+    def reload_flows(self, trigger: str = "request", *, force: bool = True, settle: bool = False) -> ReloadResult:
+        """Serve the flow files' valid new versions to new calls; a broken file keeps its running
+        version and every problem is logged as ``file:line: message``. Calls in progress keep the
+        engine they have. ``force``: read every file, not only those whose size or time changed."""
+        with self._reload_lock:
+            flows, result = self._files.check(self.flows, trigger, force=force, settle=settle)
+            for problem in result.problems:
+                log.error("%s", problem)
+            if result.changed:
+                fresh = [flows[fid] for fid in result.loaded]
+                self._prepare_flows(fresh)           # prompts rendered before any caller hears them
+                engines = dict(self.engines)
+                for flow in fresh:
+                    if flow.id in engines:
+                        self.versions.retire(engines[flow.id])
+                    engines[flow.id] = self._engine(flow)
+                self.engines = engines               # first: every flow a call may be given has its engine
+                self.flows = flows
+                if self.identity is None and uses_verification(flows.values()):
+                    self._open_identity()
+                self._show_versions()
+            for flow_id in result.loaded:
+                self.metrics.flow_reloads.labels(result="loaded").inc()
+            for _path in result.kept:
+                self.metrics.flow_reloads.labels(result="rejected").inc()
+            for flow_id in result.orphaned:
+                log.warning("no flow file defines %s any more; it is still served (to the calls whose webhook "
+                            "names it) until the next restart", flow_id)
+            if result.kept:
+                log.error("flow reload (%s): %s", trigger, result.summary())
+            elif result.changed or force:
+                log.info("flow reload (%s): %s; new calls get %s", trigger, result.summary(),
+                         ", ".join(f"{fid} {version}" for fid, version in result.serving.items()))
+            return result
+
+    def _prepare_flows(self, flows: list[Flow]) -> None:
+        """A language new to this process loads its model; every flow's prompts are rendered."""
+        prepared = {f.language for f in self.flows.values()}
+        for flow in flows:
+            if flow.language in prepared:
+                self._render_prompts(flow)
+            else:
+                self._prepare_language(flow.language, [flow])
+                prepared.add(flow.language)
+
+    def _open_identity(self) -> None:
+        """A reloaded flow verifies callers and nothing opened the directory yet: open it now; when it
+        cannot be, that flow's checks answer ``unavailable`` and its callers reach a person."""
+        try:
+            self.identity = self._identity_service(None)
+        except Exception as exc:
+            log.error("a reloaded flow verifies callers, but the customer directory cannot be opened (%s); its "
+                      "callers reach a person unverified", exc)
+
+    def _show_versions(self) -> None:
+        """``voicebot_flow_version_info``: one series per flow, for the version new calls get."""
+        gauge = self.metrics.flow_version
+        now = {(fid, flow.version) for fid, flow in self.flows.items()}
+        for labels in self._shown_versions - now:
+            gauge.remove(*labels)
+        for fid, version in now:
+            gauge.labels(flow=fid, version=version).set(1)
+        self._shown_versions = now
 
     # -- per call ------------------------------------------------------------------------------
 
@@ -169,6 +276,19 @@ class Runtime:
         if flow_id:
             log.warning("unknown flow %s requested; using the default", esc(flow_id))
         return self.flows.get(self.settings.default_flow) or next(iter(self.flows.values()))
+
+    def engine_for(self, flow_id: str | None, version: str | None = None) -> DialogEngine:
+        """The engine of ``flow_id`` (as ``flow`` finds it) at ``version`` while that version is still
+        kept (a call that started before a reload), else the one new calls get."""
+        flow = self.flow(flow_id)
+        engine = self.engines[flow.id]
+        if isinstance(version, str) and version and version != flow.version:
+            engine = self.versions.get(flow.id, version) or engine
+        return engine
+
+    def call_flow(self, record: dict[str, Any]) -> Flow:
+        """The flow, at the version it ran on, of a call's stored record (``flow``, ``flow_version``)."""
+        return self.engine_for(record.get("flow"), record.get("flow_version")).flow
 
     def local_time(self, flow: Flow) -> str:
         """Now in the flow's time zone, for business hours."""

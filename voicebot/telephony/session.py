@@ -128,12 +128,14 @@ class CallSession:
             self._close_socket()
             return
         self.start = start
-        flow = self.rt.flow(start.parameters.get("flow"))
-        self.engine = self.rt.engines[flow.id]
+        record = self.rt.store.get(start.call_sid) or {}
+        # The flow version the call was answered with (or, for a stream that reconnects, started on):
+        # a flow reloaded since then does not change a call in progress.
+        self.engine = self.rt.engine_for(start.parameters.get("flow"), record.get("flow_version"))
+        flow = self.engine.flow
         self.rt.metrics.active_calls.inc()
         speech = self._start_recognizer(flow.language)
         self.turns = tt.TurnTaker(speech=speech)
-        record = self.rt.store.get(start.call_sid) or {}
         stored = record.get("state")
         if stored and not stored.get("ended"):
             # The stream of a call we already served reconnected (its token proved the call): go on.

@@ -58,7 +58,7 @@ def _reachable(number: Any) -> bool:
 
 def offer(rt: Any, public: str, call_sid: str, record: dict[str, Any], why: str, *, told: str) -> str:
     """The first offer for a call nobody took; ``told`` is what the caller is told first (why)."""
-    flow = rt.flow(record.get("flow"))
+    flow = rt.call_flow(record)
     rt.metrics.unreachable.labels(why=why).inc()
     rt.store.update(call_sid, unreachable={"why": why})
     log.warning("call %s: no agent took the call (%s); offering a call back or a text message", esc(call_sid),
@@ -70,7 +70,7 @@ def offer(rt: Any, public: str, call_sid: str, record: dict[str, Any], why: str,
 
 def choose(rt: Any, public: str, call_sid: str, record: dict[str, Any], digits: str, why: str, offered: int) -> str:
     """The caller's key after an offer: book a call back, send the text message, or offer again."""
-    flow = rt.flow(record.get("flow"))
+    flow = rt.call_flow(record)
     if "unreachable" not in record or not _reachable(record.get("caller")):
         # Only a call that was offered a choice gets here from Twilio; anything else just ends.
         return twiml.hangup(flow.msg("goodbye"), flow.language)
@@ -94,12 +94,12 @@ def choose(rt: Any, public: str, call_sid: str, record: dict[str, Any], digits: 
 
 def _book_callback(rt: Any, call_sid: str, record: dict[str, Any], why: str) -> None:
     """The call's record, as a call-back task, through the handoff queue (as a transfer's goes)."""
-    flow = rt.flow(record.get("flow"))
+    flow = rt.call_flow(record)
     ending = record.get("ending") or {}
     context = ending.get("context") or {}
     if not context.get("call_id"):
         # A transfer stored without its record (it should not happen): the engine builds one.
-        context = failure_transfer(rt.engines[flow.id], call_sid, record)[0].context
+        context = failure_transfer(rt.engine_for(flow.id, flow.version), call_sid, record)[0].context
         context["queue"] = ending.get("queue") or context.get("queue")
     waited = seconds_since(str(context.get("started_at", "")), rt.local_time(flow))
     task = callback_record(context, why=why, waited_seconds=waited)
