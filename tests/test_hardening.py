@@ -263,7 +263,8 @@ def test_at_most_a_few_text_messages_per_number_per_day(redis_url, where):
     number = f"+3161{time.time_ns() % 10**7:07d}"
     limit = DailyLimit(client, 3)
     assert [limit.take(number) for _ in range(5)] == [True, True, True, False, False]
-    assert limit.take("+31699999999" if where == "memory" else number[:-1] + "9")
+    other = number[:-1] + ("8" if number.endswith("9") else "9")       # never the same number
+    assert limit.take("+31699999999" if where == "memory" else other)
     if where == "redis":                       # shared by every node, and no phone number in Redis keys
         assert not DailyLimit(client, 3).take(number)
         assert not any(number[1:] in k.decode() for k in client.keys("voicebot:sms:*"))
