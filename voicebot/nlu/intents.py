@@ -7,6 +7,12 @@ something. The flow's ``out_of_scope`` examples form an extra class: a request t
 handle is rejected instead of being forced onto the nearest intent. A prediction whose best
 intent stays under ``min_confidence`` is rejected as well.
 
+A flow's out-of-scope examples are few and cannot list everything callers say, so the class also
+learns from a per-language background of requests no customer-service flow handles
+(``nlu.generic_out_of_scope``), weighted below the flow's own examples and without the sentences
+that resemble the flow's intents. ``generic_out_of_scope=False`` trains on the flow alone, as the
+classifier did before (the NLU benchmark compares both; docs/nlu.md).
+
 The fit is small (a few hundred short texts), so it runs with the numeric libraries limited to one
 thread: on a busy two-core machine OpenBLAS threads fighting over the cores made it 20-50 times
 slower. scikit-learn fits the model, which is then compiled into plain arrays (``nlu.linear``):
