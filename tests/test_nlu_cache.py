@@ -25,9 +25,9 @@ def fits(monkeypatch, tmp_path):
     count = []
     real = IntentClassifier._fit
 
-    def counting(self, texts, labels):
+    def counting(self, texts, labels, *weights):
         count.append(len(texts))
-        real(self, texts, labels)
+        real(self, texts, labels, *weights)
 
     monkeypatch.setattr(IntentClassifier, "_fit", counting)
     return count

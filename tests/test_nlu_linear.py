@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from voicebot.nlu.intents import IntentClassifier, fit_pipeline, training_set
+from voicebot.nlu.intents import (GENERIC_WEIGHT, OUT_OF_SCOPE, IntentClassifier, fit_pipeline,
+                                   generic_out_of_scope_examples, training_set)
 from voicebot.nlu.linear import LinearModel, compile_pipeline
 from voicebot.yaml12 import load_yaml
 
@@ -23,17 +24,21 @@ FLOWS = Path(__file__).resolve().parent.parent / "flows"
 TOLERANCE = 1e-9
 
 
-def flow_training(name: str) -> tuple[list[str], list[str]]:
+def flow_training(name: str) -> tuple[list[str], list[str], list[float]]:
+    """What ``IntentClassifier`` trains a shipped flow on: its examples, then the weighted background."""
     tree = load_yaml((FLOWS / name).read_text(encoding="utf-8"))
     examples = {intent: spec["examples"] for intent, spec in tree["intents"].items()}
-    return training_set(examples, tree.get("out_of_scope"), tree["language"])
+    texts, labels = training_set(examples, tree.get("out_of_scope"), tree["language"])
+    background = generic_out_of_scope_examples(examples, tree["language"])
+    return (texts + background, labels + [OUT_OF_SCOPE] * len(background),
+            [1.0] * len(texts) + [GENERIC_WEIGHT] * len(background))
 
 
 @functools.lru_cache(maxsize=None)
 def fitted(name: str):
     """A shipped flow's texts, its fitted scikit-learn pipeline and the compiled model (fitted once)."""
-    texts, labels = flow_training(name)
-    pipeline = fit_pipeline(texts, labels)
+    texts, labels, weights = flow_training(name)
+    pipeline = fit_pipeline(texts, labels, weights)
     return texts, pipeline, compile_pipeline(pipeline)
 
 
@@ -157,8 +162,8 @@ def test_plain_logistic_regression_with_fewer_than_three_examples_equals_sklearn
 
 
 def test_members_whose_calibrators_all_give_zero_predict_uniform_like_sklearn():
-    texts, labels = flow_training("webshop.yaml")
-    pipeline = fit_pipeline(texts, labels)
+    texts, labels, weights = flow_training("webshop.yaml")
+    pipeline = fit_pipeline(texts, labels, weights)
     members = pipeline[-1].calibrated_classifiers_
     for calibrator in members[0].calibrators + members[2].calibrators:
         calibrator.b_ = 1e6  # expit(-(a*d + 1e6)) is exactly 0 for every class

@@ -1,8 +1,9 @@
 """Trained intent classifiers kept on disk, so an unchanged flow is not fitted again.
 
 A classifier is stored under a key made of everything that decides what training produces: the
-flow's examples and out-of-scope examples (as written), its language, the rejection threshold, the
-versions of Python, scikit-learn, NumPy and SciPy, and the source of this package (``voicebot/nlu``;
+flow's examples and out-of-scope examples (as written), its language, the rejection threshold,
+whether the generic out-of-scope background is used, the versions of Python, scikit-learn, NumPy
+and SciPy, and the source of this package (``voicebot/nlu``, the background sentences included;
 a change to normalisation or to the model changes the key). A file that is missing, corrupt, from
 other versions or for other examples is ignored and the classifier is trained and written again.
 
@@ -67,13 +68,14 @@ def library_versions() -> dict[str, str]:
 
 
 def cache_key(examples: dict[str, list[str]], out_of_scope: list[str], language: str,
-              min_confidence: float) -> str:
+              min_confidence: float, generic_out_of_scope: bool = True) -> str:
     """A hash of the training input and of everything that could change the fitted model."""
     payload = {
         "examples": {name: list(texts) for name, texts in sorted(examples.items())},
         "out_of_scope": list(out_of_scope),
         "language": language,
         "min_confidence": min_confidence,
+        "generic_out_of_scope": generic_out_of_scope,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
         **library_versions(),
@@ -114,20 +116,22 @@ def _write(path: Path, key: str, classifier: IntentClassifier) -> None:
 
 def trained_classifier(examples: dict[str, list[str]], out_of_scope: list[str] | None = None,
                        language: str = "nl", min_confidence: float = 0.35,
-                       cache_dir: Path | str | None = None, use_cache: bool = True) -> IntentClassifier:
+                       cache_dir: Path | str | None = None, use_cache: bool = True,
+                       generic_out_of_scope: bool = True) -> IntentClassifier:
     """The classifier for these examples: from the cache when it holds one, else trained (and stored).
 
-    ``cache_dir`` defaults to ``default_cache_dir()``; ``use_cache=False`` always trains.
+    ``cache_dir`` defaults to ``default_cache_dir()``; ``use_cache=False`` always trains;
+    ``generic_out_of_scope=False`` trains on the flow's examples alone (``IntentClassifier``).
     """
     out_of_scope = list(out_of_scope or [])
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not use_cache or folder is None:
-        return IntentClassifier(examples, out_of_scope, language, min_confidence)
-    key = cache_key(examples, out_of_scope, language, min_confidence)
+        return IntentClassifier(examples, out_of_scope, language, min_confidence, generic_out_of_scope)
+    key = cache_key(examples, out_of_scope, language, min_confidence, generic_out_of_scope)
     path = folder / f"{key[:32]}.npz"
     cached = _read(path, key)
     if cached is not None:
         return cached
-    classifier = IntentClassifier(examples, out_of_scope, language, min_confidence)
+    classifier = IntentClassifier(examples, out_of_scope, language, min_confidence, generic_out_of_scope)
     _write(path, key, classifier)
     return classifier

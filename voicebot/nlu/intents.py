@@ -7,6 +7,12 @@ something. The flow's ``out_of_scope`` examples form an extra class: a request t
 handle is rejected instead of being forced onto the nearest intent. A prediction whose best
 intent stays under ``min_confidence`` is rejected as well.
 
+A flow's out-of-scope examples are few and cannot list everything callers say, so the class also
+learns from a per-language background of requests no customer-service flow handles
+(``nlu.generic_out_of_scope``), weighted below the flow's own examples and without the sentences
+that resemble the flow's intents. ``generic_out_of_scope=False`` trains on the flow alone, as the
+classifier did before (the NLU benchmark compares both; docs/nlu.md).
+
 The fit is small (a few hundred short texts), so it runs with the numeric libraries limited to one
 thread: on a busy two-core machine OpenBLAS threads fighting over the cores made it 20-50 times
 slower. scikit-learn fits the model, which is then compiled into plain arrays (``nlu.linear``):
@@ -21,10 +27,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from voicebot.nlu.generic_out_of_scope import WEIGHT as GENERIC_WEIGHT
+from voicebot.nlu.generic_out_of_scope import for_flow as generic_for_flow
 from voicebot.nlu.linear import LinearModel, compile_pipeline, pack_json, unpack_json
 from voicebot.nlu.normalize import normalize
 
 OUT_OF_SCOPE = "__out_of_scope__"
+# The classifier's own arrays (``to_arrays``); 2 added ``generic_out_of_scope``. The model's arrays
+# carry their own format (``nlu.linear.FORMAT``).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -35,11 +46,16 @@ class IntentResult:
     confidence: float
     alternatives: list[tuple[str, float]] = field(default_factory=list)
     out_of_scope: float = 0.0
+    words_known: bool = True
 
     @property
     def is_out_of_scope(self) -> bool:
-        """Rejected because it clearly resembles the flow's out-of-scope examples, not merely unclear."""
-        return self.intent is None and self.out_of_scope > max(self.confidence, 0.4)
+        """Rejected because it clearly resembles the flow's out-of-scope examples, not merely unclear.
+
+        Only when some of its words occur in the training texts: "blub blab" was not understood,
+        whatever its letters resemble, and the caller should hear that rather than a refusal.
+        """
+        return self.intent is None and self.words_known and self.out_of_scope > max(self.confidence, 0.4)
 
     @property
     def margin(self) -> float:
@@ -60,9 +76,10 @@ class IntentClassifier:
     """Trained once per flow; ``classify`` is cheap and thread-safe (read-only model)."""
 
     def __init__(self, examples: dict[str, list[str]], out_of_scope: list[str] | None = None,
-                 language: str = "nl", min_confidence: float = 0.35):
+                 language: str = "nl", min_confidence: float = 0.35, generic_out_of_scope: bool = True):
         self.language = language
         self.min_confidence = min_confidence
+        self.generic_out_of_scope = generic_out_of_scope
         texts, labels = training_set(examples, out_of_scope, language)
         self.labels = sorted(set(labels))
         self._model: LinearModel | None = None
@@ -71,10 +88,16 @@ class IntentClassifier:
             self._only = self.labels[0] if self.labels else None
             return
         self._only = None
-        self._fit(texts, labels)
+        weights = [1.0] * len(texts)
+        if generic_out_of_scope:
+            background = generic_out_of_scope_examples(examples, language)
+            texts, labels = texts + background, labels + [OUT_OF_SCOPE] * len(background)
+            weights += [GENERIC_WEIGHT] * len(background)
+            self.labels = sorted(set(labels))
+        self._fit(texts, labels, weights)
 
-    def _fit(self, texts: list[str], labels: list[str]) -> None:
-        self._model = compile_pipeline(fit_pipeline(texts, labels))
+    def _fit(self, texts: list[str], labels: list[str], weights: list[float] | None = None) -> None:
+        self._model = compile_pipeline(fit_pipeline(texts, labels, weights))
 
     def classify(self, text: str) -> IntentResult:
         norm = normalize(text, self.language).replace("[unk]", " ").strip()
@@ -91,14 +114,15 @@ class IntentClassifier:
         )
         best, conf = ranked[0]
         alternatives = ranked[1:3]
+        known = self._model.knows_a_word(norm)
         if oos > conf or conf < self.min_confidence:
-            return IntentResult(None, conf, [(best, conf), *alternatives][:3], oos)
-        return IntentResult(best, conf, alternatives, oos)
+            return IntentResult(None, conf, [(best, conf), *alternatives][:3], oos, known)
+        return IntentResult(best, conf, alternatives, oos, known)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The trained classifier as named arrays (for ``numpy.savez``; no pickled objects)."""
-        meta = {"language": self.language, "min_confidence": self.min_confidence,
-                "labels": self.labels, "only": self._only}
+        meta = {"format": FORMAT, "language": self.language, "min_confidence": self.min_confidence,
+                "generic_out_of_scope": self.generic_out_of_scope, "labels": self.labels, "only": self._only}
         arrays = {"classifier": pack_json(meta)}
         if self._model is not None:
             arrays.update(self._model.to_arrays())
@@ -108,11 +132,12 @@ class IntentClassifier:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> IntentClassifier:
         """The classifier ``to_arrays`` wrote; ``ValueError``/``KeyError`` when they do not fit together."""
         meta: Any = unpack_json(arrays["classifier"])
-        if not isinstance(meta, dict):
-            raise ValueError("classifier metadata must be a mapping")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError("not classifier metadata of this format")
         classifier = cls.__new__(cls)
         classifier.language = str(meta["language"])
         classifier.min_confidence = float(meta["min_confidence"])
+        classifier.generic_out_of_scope = bool(meta["generic_out_of_scope"])
         classifier.labels = [str(label) for label in meta["labels"]]
         only = meta["only"]
         classifier._only = None if only is None else str(only)
@@ -141,8 +166,16 @@ def training_set(examples: dict[str, list[str]], out_of_scope: list[str] | None 
     return texts, labels
 
 
-def fit_pipeline(texts: list[str], labels: list[str]) -> Any:
-    """The scikit-learn pipeline fitted to normalised texts (imported here: only fitting needs it)."""
+def generic_out_of_scope_examples(examples: dict[str, list[str]], language: str = "nl") -> list[str]:
+    """The background out-of-scope sentences for a flow with these intent examples, normalised."""
+    return generic_for_flow(language, [text for texts in examples.values() for text in texts])
+
+
+def fit_pipeline(texts: list[str], labels: list[str], weights: list[float] | None = None) -> Any:
+    """The scikit-learn pipeline fitted to normalised texts (imported here: only fitting needs it).
+
+    ``weights`` (one per text, default all 1) scale each text's say in the fit and the calibration.
+    """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -160,8 +193,11 @@ def fit_pipeline(texts: list[str], labels: list[str]) -> Any:
     else:
         model = base
     pipeline = make_pipeline(features, model)
+    fit_params = {}
+    if weights is not None and any(weight != 1.0 for weight in weights):
+        fit_params[f"{pipeline.steps[-1][0]}__sample_weight"] = np.asarray(weights, dtype=np.float64)
     with threadpool_limits(limits=1):
-        pipeline.fit(texts, labels)
+        pipeline.fit(texts, labels, **fit_params)
     return pipeline
 
 

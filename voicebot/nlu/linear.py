@@ -154,6 +154,18 @@ class LinearModel:
             offset += len(features.vocabulary)
         return np.concatenate(all_columns), np.concatenate(all_values)
 
+    def knows_a_word(self, text: str) -> bool:
+        """Whether a word of ``text`` occurs in the training texts (a word vectorizer's term).
+
+        Letters alone (character n-grams) always find something; whole words tell whether the text
+        says anything the examples said. ``True`` when no vectorizer looks at words.
+        """
+        word_features = [f for f in self.features if f.analyzer == "word"]
+        if not word_features:
+            return True
+        words = word_ngrams(text, (1, 1))
+        return any(word in f.vocabulary for f in word_features for word in words)
+
     def scores(self, text: str) -> np.ndarray:
         """Every column's decision value (``decision_function`` of each member, side by side)."""
         columns, values = self.features_of(text)
