@@ -218,7 +218,15 @@ class Caller:
             return NoInput()
         intent = rng.choice(intents)
         example = rng.choice(self.flow.spec.intents[intent].examples)
+        if rng.random() < 0.06:
+            return self._say(self._garbled(example), low=True)
         return self._say(self._paraphrase(example) if self.persona == "paraphrase" or rng.random() < 0.25 else example)
+
+    def _garbled(self, text: str) -> str:
+        """A request on a bad line: every third word lost to the recogniser (``[unk]``)."""
+        words = text.split()
+        return " ".join("[unk]" if i % 3 == 1 else word for i, word in enumerate(words)) if len(words) > 1 \
+            else f"{text} [unk]"
 
     def _out_of_scope(self) -> str:
         own = list(self.flow.spec.out_of_scope or [])
