@@ -123,15 +123,21 @@ def guard() -> Any:
     return None
 
 
-@desk.after_request
-def headers(response: Response) -> Response:
+def private_headers(response: Response, *, cacheable: bool = False) -> Response:
+    """The headers of every page with callers' data (the desk's and the operations pages'): only
+    the site's own scripts and styles, never framed, never cached unless ``cacheable`` (static files)."""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    if request.endpoint != "desk.static":
+    if not cacheable:
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@desk.after_request
+def headers(response: Response) -> Response:
+    return private_headers(response, cacheable=request.endpoint == "desk.static")
 
 
 # -- logging in and out ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from voicebot.desk.views import csrf_ok, csrf_token, current_account
+from voicebot.desk.views import csrf_ok, csrf_token, current_account, private_headers
 from voicebot.ops.period import SPANS, period_from, zone
 from voicebot.records import render, review, stats
 from voicebot.records.db import RecordsUnavailable
@@ -35,8 +35,6 @@ ops = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates",
 
 OPEN = {"ops.static", "ops.report_css"}
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 QUEUE_ROWS = 100
 RECENT_ROWS = 15
 LABEL_WORDS = {"intent": "example of", "out_of_scope": "out of scope", "noise": "noise"}
@@ -90,13 +88,7 @@ def guard() -> Any:
 
 @ops.after_request
 def headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    if request.endpoint not in OPEN:
-        response.headers["Cache-Control"] = "no-store"
-    return response
+    return private_headers(response, cacheable=request.endpoint in OPEN)
 
 
 def _timezone(flows: dict[str, Any], flow_id: str | None) -> str:
