@@ -360,10 +360,10 @@ class DialogEngine:
 
     def _on_comment(self, state: CallState, step: FeedbackStep, event: Event) -> list[Action]:
         """What the caller said after the score is the comment; silence or keys skip it. Then thanks."""
-        if isinstance(event, NoInput):
-            self._note(state, "no_input")
+        if not isinstance(event, Utterance):
+            self._note(state, "other", "comment")      # no comment is an answer too, not a turn to ask again
         elif isinstance(event, Utterance) and normalize(event.text, self.flow.language).replace("[unk]", "").strip():
-            self._note(state, "accepted")
+            self._note(state, "accepted", "comment")
             state.feedback_comment = self._comment_text(event.text)
         return self._goodbye(state, step)
 
