@@ -126,6 +126,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             body["mode"] = "development"
         return jsonify(body), 200 if not problems else 503
 
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        """No icon, said plainly: a browser asks for one on every page of the desk and /ops, and a 404
+        there is an error in the agent's or operator's console."""
+        return Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/metrics")
     def metrics() -> Any:
         if settings.metrics_port:
