@@ -51,7 +51,8 @@ def twilio():
 def settings_(redis_url, twilio, tmp_path_factory):
     settings = load_settings(REPO / "config.yaml", environ={
         "REDIS_URL": redis_url, "PUBLIC_URL": PUBLIC, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
-        "TWILIO_API_BASE": twilio.url, "VOICEBOT_HASH_SALT": "no-answer-salt-" + "3" * 32})
+        "TWILIO_API_BASE": twilio.url, "VOICEBOT_HASH_SALT": "no-answer-salt-" + "3" * 32,
+        "VOICEBOT_RECORDS_URL": f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite3'}"})
     return dataclasses.replace(
         settings, flows_dir=REPO / "tests" / "data", default_flow="ko_test", handoff_queue=f"test-{uuid.uuid4().hex}",
         prompts=dataclasses.replace(settings.prompts, cache_dir=tmp_path_factory.mktemp("cache")),

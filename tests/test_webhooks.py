@@ -6,6 +6,7 @@ RQ's failed registry, and each record sent once per URL."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import hashlib
 import hmac
 import json
@@ -83,7 +84,8 @@ def connection(redis_url):
 
 
 def settings_with(redis_url, urls: dict, retry_seconds=(1, 1, 1), secret: str = SECRET):
-    settings = load_settings(environ={"REDIS_URL": redis_url})
+    # The session's call records (tests/conftest.py): the worker's sweep never writes this repository's.
+    settings = load_settings(environ={"REDIS_URL": redis_url, "VOICEBOT_RECORDS_URL": os.environ["VOICEBOT_RECORDS_URL"]})
     return dataclasses.replace(settings, handoff_queue=f"test-{uuid.uuid4().hex}", webhooks=WebhooksSection(
         urls={q: tuple(u) for q, u in urls.items()}, timeout_seconds=2.0, retry_seconds=tuple(retry_seconds),
         secret=secret))
