@@ -41,3 +41,98 @@ def test_no_input_counts_from_arming_not_from_listening():
 def test_too_long_utterance_is_cut_off():
     _, events = run([1] * 200)
     assert [d for _, d in events] == [STARTED, TOO_LONG]
+
+
+# -- end of turn: the silence depends on the answer so far ------------------------------------------
+# Recorded frame sequences: one (VAD flag, what Vosk would give if asked now) per 20 ms frame.
+
+from voicebot.speech.end_of_turn import COMPLETE, MORE, OPEN, TurnShape  # noqa: E402
+
+SHAPE = TurnShape(phrases=frozenset({"ja", "nee", "medewerker alstublieft"}),
+                  more_words=frozenset({"en", "maar", "eh"}))
+DIGITS = TurnShape(phrases=frozenset({"een", "twee", "medewerker"}), digits=4,
+                   digit_words=frozenset({"een", "twee", "drie", "vier"}), more_words=frozenset({"en"}))
+TIMINGS = dict(end_silence_ms=240, end_silence_closed_ms=120, end_silence_extended_ms=600, min_speech_ms=160,
+               max_utterance_seconds=15.0)
+
+
+def replay(frames, shape=SHAPE):
+    """Feed (flag, text) frames; returns the decisions with their frame numbers and the frames that asked for text."""
+    ep = Endpointer(EndpointConfig(**TIMINGS), shape=shape)
+    events, asked = [], []
+    for i, (flag, text) in enumerate(frames, 1):
+        decision = ep.push(bool(flag))
+        if ep.wants_text:
+            asked.append(i)
+            decision = ep.hear(text) or decision
+        if decision:
+            events.append((i, decision))
+    return events, asked
+
+
+def said(text, speech_frames, silence_frames, lag=""):
+    """Speech frames, then silence in which Vosk's text is ``text`` (``lag``: the partial at the onset)."""
+    return ([(1, "")] * speech_frames + [(0, lag or text)] + [(0, text)] * (silence_frames - 1))
+
+
+def test_a_whole_grammar_phrase_ends_after_the_short_silence():
+    events, asked = replay(said("ja", 15, 40))
+    assert events == [(8, STARTED), (21, ENDED)]          # 6 frames = 120 ms of silence, not 12
+    assert asked == [16]                                  # one partial, at the onset of the pause
+
+
+def test_a_lagging_partial_is_asked_once_more_when_the_short_silence_is_up():
+    events, asked = replay(said("ja", 15, 40, lag="j"))
+    assert asked == [16, 21] and events[-1] == (21, ENDED)
+
+
+def test_half_a_phrase_keeps_the_ordinary_silence():
+    events, asked = replay(said("medewerker", 30, 40))
+    assert events[-1] == (30 + 12, ENDED) and asked == [31, 36]
+
+
+def test_a_trailing_word_that_announces_more_extends_the_silence():
+    events, _ = replay(said("ja maar", 20, 40))
+    assert events[-1] == (20 + 30, ENDED)
+
+
+def test_the_extended_pause_does_not_split_an_answer_that_goes_on():
+    frames = said("twaalf en", 20, 20) + said("twaalf en dertig", 20, 40)
+    events, asked = replay(frames)
+    assert [d for _, d in events] == [STARTED, ENDED]     # a 400 ms pause after "en": still one turn
+    assert events[-1] == (60 + 12, ENDED)                 # then the open rule: "dertig" is not a phrase
+    assert asked == [21, 26, 61, 66]
+
+
+def test_the_same_pause_without_a_word_announcing_more_ends_the_turn():
+    events, _ = replay(said("twaalf", 20, 20) + said("twaalf dertig", 20, 40))
+    assert events == [(8, STARTED), (20 + 12, ENDED)]
+
+
+def test_speech_after_a_complete_phrase_is_judged_again_at_its_next_pause():
+    # "nee", 80 ms, then more: the early end must not fire on the old text; "nee medewerker
+    # alstublieft" is no phrase of its own, so the ordinary rule ends it
+    frames = said("nee", 15, 4) + said("nee medewerker", 15, 3) + said("nee medewerker alstublieft", 15, 40)
+    events, asked = replay(frames)
+    assert events == [(8, STARTED), (15 + 4 + 15 + 3 + 15 + 12, ENDED)]
+    assert asked == [16, 35, 53, 58]
+
+
+def test_digits_end_early_only_at_the_expected_count():
+    assert replay(said("een twee drie vier", 40, 40), DIGITS)[0][-1] == (46, ENDED)
+    assert replay(said("een twee", 40, 40), DIGITS)[0][-1] == (52, ENDED)
+    assert replay(said("een", 15, 40), DIGITS)[0][-1] == (27, ENDED)      # a lone digit phrase is not the number
+    assert replay(said("medewerker", 15, 40), DIGITS)[0][-1] == (21, ENDED)
+
+
+def test_an_open_turn_never_asks_for_text():
+    events, asked = replay(said("ja", 15, 40), TurnShape())
+    assert asked == [] and events[-1] == (15 + 12, ENDED)
+
+
+def test_the_shape_classifies_text():
+    assert SHAPE.ending(" Ja ") == COMPLETE
+    assert SHAPE.ending("ja maar") == MORE and SHAPE.ending("eh") == MORE
+    assert SHAPE.ending("") == OPEN and SHAPE.ending("ja nee") == OPEN
+    assert DIGITS.ending("12 34") == COMPLETE and DIGITS.ending("[12] 3 vier") == COMPLETE
+    assert DIGITS.ending("een twee drie vier een") == OPEN

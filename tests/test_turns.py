@@ -5,11 +5,13 @@ from __future__ import annotations
 from voicebot.dialog.actions import Hangup, Listen, Transfer
 from voicebot.dialog.events import Digits, NoInput, SpeechUnavailable, Utterance
 from voicebot.telephony.turns import (
-    MARK_MARGIN, ArmRecognizer, Clear, CloseStream, StartRecognition, StopRecognition, ToDialog, TurnTaker,
+    MARK_MARGIN, ArmRecognizer, Clear, CloseStream, StartRecognition, StopRecognition, ToDialog, TurnTaker, shape_of,
 )
+from voicebot.speech.end_of_turn import COMPLETE, MORE, OPEN, TurnShape
 
 ASK = Listen(step="menu", phrases=("ja", "nee"), no_input_timeout=6.0)
 KEYS = Listen(step="pin", speech=False, max_digits=4, no_input_timeout=6.0)
+START = StartRecognition(("ja", "nee"), shape_of(ASK))
 
 
 def run(turns: TurnTaker, seconds: float, step: float = 0.02) -> list:
@@ -27,7 +29,7 @@ def events(commands) -> list:
 def test_a_barge_in_prompt_is_listened_over_and_the_clock_starts_when_it_was_heard():
     turns = TurnTaker()
     assert turns.say("1:welkom", 3.0, barge_in=True) == []
-    assert turns.listen(ASK) == [StartRecognition(("ja", "nee"))]
+    assert turns.listen(ASK) == [START]
     assert turns.recognizing
     assert run(turns, 2.0) == []
     assert turns.mark("1:welkom") == [ArmRecognizer(6.0)]
@@ -35,7 +37,7 @@ def test_a_barge_in_prompt_is_listened_over_and_the_clock_starts_when_it_was_hea
 
 def test_a_listen_with_nothing_playing_arms_at_once():
     turns = TurnTaker()
-    assert turns.listen(ASK) == [StartRecognition(("ja", "nee")), ArmRecognizer(6.0)]
+    assert turns.listen(ASK) == [START, ArmRecognizer(6.0)]
 
 
 def test_a_long_first_prompt_does_not_make_the_marks_after_it_look_late():
@@ -88,7 +90,7 @@ def test_a_prompt_that_does_not_allow_barge_in_is_neither_cleared_nor_listened_o
     assert not turns.recognizing
     assert turns.speech_started() == []
     assert turns.key("5") == []                   # not cleared; typed ahead into the turn
-    assert turns.mark("1:juridisch") == [StartRecognition(("ja", "nee"))]
+    assert turns.mark("1:juridisch") == [START]
 
 
 def test_a_key_interrupts_and_max_digits_submits():
@@ -139,7 +141,7 @@ def test_keypad_only_no_input_runs_on_the_audio_clock():
 def test_the_recognisers_no_input_and_noise_results():
     turns = TurnTaker()
     turns.listen(ASK)
-    assert turns.utterance(Utterance("")) == [StopRecognition(), StartRecognition(("ja", "nee")),
+    assert turns.utterance(Utterance("")) == [StopRecognition(), START,
                                               ArmRecognizer(6.0)]
     assert turns.no_speech() == [StopRecognition(), ToDialog(NoInput())]
     assert turns.no_speech() == []              # the turn is over: a late result is dropped
@@ -190,3 +192,29 @@ def test_a_hang_up_stops_recognition_and_every_timer():
     turns.listen(ASK)
     assert turns.hung_up() == [StopRecognition()]
     assert run(turns, 30.0) == []
+
+
+# -- the turn's shape: when a spoken answer is whole -------------------------------------------------
+
+def test_the_recognition_turn_carries_the_shape_of_the_listen():
+    turns = TurnTaker(language="nl")
+    [start, _] = turns.listen(Listen(step="ok", phrases=("Ja", "nee", "dat klopt"), max_digits=1))
+    assert start.shape.phrases == {"ja", "nee", "dat klopt"}
+    assert start.shape.digits is None                     # one key (1 = yes) says nothing about speech
+    assert start.shape.ending("dat klopt") == COMPLETE and start.shape.ending("dat") == OPEN
+    assert start.shape.ending("ja maar") == MORE          # Dutch words that announce more
+
+
+def test_a_number_read_out_is_complete_at_the_expected_count_of_digits():
+    shape = shape_of(Listen(step="klantnummer", phrases=("een", "twee", "drie", "medewerker"), max_digits=6), "nl")
+    assert shape.digits == 6
+    assert shape.ending("een") == OPEN                    # a digit of the grammar is not yet the number
+    assert shape.ending("een twee drie 456") == COMPLETE
+    assert shape.ending("medewerker") == COMPLETE
+
+
+def test_an_open_question_has_no_phrases_only_the_words_that_announce_more():
+    shape = shape_of(Listen(step="route", max_digits=1), "en")
+    assert shape.phrases == frozenset() and shape.digits is None
+    assert shape.ending("i want to pay my bill") == OPEN and shape.ending("my bill and") == MORE
+    assert shape_of(Listen(step="route"), "xx") == TurnShape()      # an unknown language: the ordinary rule only

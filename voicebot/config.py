@@ -118,6 +118,8 @@ class SpeechSettings:
     models_dir: Path = Path("models")
     models: Texts = dataclasses.field(default_factory=dict)
     end_silence_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 240
+    end_silence_closed_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 120
+    end_silence_extended_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 600
     min_speech_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 160
     max_utterance_seconds: Annotated[StrictFloat, _range(above=0, hi=300, unit="seconds")] = 15.0
     vad_aggressiveness: Annotated[Int, _range(0, 3)] = 2

@@ -10,6 +10,13 @@ HESITATIONS: dict[str, frozenset[str]] = {
     "nl": frozenset({"eh", "ehm", "uh", "uhm", "hm", "hmm", "ehh", "uhh", "euh", "nou", "eeh"}),
     "en": frozenset({"uh", "um", "uhm", "erm", "er", "hm", "hmm", "ah", "uhh", "umm"}),
 }
+# Last in a caller's words, these announce more ("twaalf en ...", "yes but ..."): the end-of-turn
+# rule waits longer after them (speech.end_silence_extended_ms) instead of cutting the caller off.
+MORE_WORDS: dict[str, frozenset[str]] = {
+    "nl": frozenset({"en", "eh", "ehm", "uh", "uhm", "maar", "of", "dus", "want", "nou", "euh"}),
+    "en": frozenset({"and", "but", "or", "so", "uh", "um", "uhm", "erm", "er", "because"}),
+    "ko": frozenset({"그리고", "그런데", "근데", "그래서", "아니면", "음", "어"}),
+}
 
 # Negative phrases are checked first: "dat klopt niet" contains "klopt".
 YES: dict[str, tuple[str, ...]] = {

@@ -9,8 +9,13 @@ made for 8 kHz 20 ms frames) labels each frame, and this small state machine dec
   (barge-in) and is not taken as an answer;
 - speech ended: ``end_silence_ms`` of non-speech after it started. webrtcvad already keeps
   calling frames speech for ~100-120 ms after the voice stops (measured), so 240 ms here ends an
-  utterance ~350 ms after the last sound: inside the 450 ms reply goal, and a pause of about a
-  third of a second ("twaalf ... vierendertig") does not split an answer;
+  utterance ~350 ms after the last sound, and a pause of about a third of a second
+  ("twaalf ... vierendertig") does not split an answer. When the turn has a shape
+  (``end_of_turn.TurnShape``), the silence depends on the text so far: a complete answer ends
+  after ``end_silence_closed_ms``, one whose last word announces more waits
+  ``end_silence_extended_ms``. The text costs a Vosk partial, so the endpointer asks for it only
+  at the onset of a silence and once more when the short silence is up (``wants_text``; the
+  caller answers with ``hear``), never on every frame;
 - no input: nothing started within the listen timeout, counted from when it is armed (the end
   of the prompt), not from when listening began;
 - too long: an utterance still going after ``max_utterance_seconds`` is cut off.
@@ -21,6 +26,7 @@ Time is counted in frames, not wall-clock, so the decision is the same in a test
 from __future__ import annotations
 
 from voicebot.config import SpeechSettings
+from voicebot.speech.end_of_turn import COMPLETE, MORE, OPEN, OPEN_SHAPE, TurnShape
 
 FRAME_MS = 20
 
@@ -35,10 +41,21 @@ EndpointConfig = SpeechSettings
 class Endpointer:
     """Feed one speech/no-speech flag per 20 ms frame; get back at most one event per frame."""
 
-    def __init__(self, config: EndpointConfig, no_input_timeout: float | None = None):
+    def __init__(self, config: EndpointConfig, no_input_timeout: float | None = None,
+                 shape: TurnShape = OPEN_SHAPE):
         self.config = config
+        self.shape = shape
         self._min_speech = max(1, config.min_speech_ms // FRAME_MS)
         self._end_silence = max(1, config.end_silence_ms // FRAME_MS)
+        self._silence_for = {
+            OPEN: self._end_silence,
+            COMPLETE: max(1, config.end_silence_closed_ms // FRAME_MS),
+            MORE: max(1, config.end_silence_extended_ms // FRAME_MS),
+        }
+        # silence frames at which the text is wanted: the onset, and when a complete answer could end
+        self._ask_at = {1, self._silence_for[COMPLETE]} if shape.reads_text else set()
+        self.ending = OPEN
+        self.wants_text = False
         self._max_frames = int(config.max_utterance_seconds * 1000 // FRAME_MS)
         self._no_input_frames: int | None = None
         self._armed_at = 0
@@ -59,6 +76,7 @@ class Endpointer:
         self._armed_at = self.frames
 
     def push(self, is_speech: bool) -> str | None:
+        self.wants_text = False
         if self.done:
             return None
         self.frames += 1
@@ -87,8 +105,25 @@ class Endpointer:
         return None
 
     def _during_speech(self, is_speech: bool) -> str | None:
-        self._silence = 0 if is_speech else self._silence + 1
-        if self._silence >= self._end_silence:
+        if is_speech:
+            self._silence, self.ending = 0, OPEN      # the answer is growing: judged again at its next pause
+        else:
+            self._silence += 1
+        decision = self._decide()
+        if decision is None and self._silence in self._ask_at:
+            self.wants_text = True
+        return decision
+
+    def hear(self, text: str) -> str | None:
+        """The text recognised so far, asked for by ``wants_text``: ENDED if it ends the turn now."""
+        self.wants_text = False
+        if self.done or not self.speaking:
+            return None
+        self.ending = self.shape.ending(text)
+        return self._decide()
+
+    def _decide(self) -> str | None:
+        if self._silence >= self._silence_for[self.ending]:
             self.done = True
             return ENDED
         if self.frames - (self.speech_start_frame or 0) >= self._max_frames:

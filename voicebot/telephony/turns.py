@@ -17,6 +17,11 @@ The rules it keeps:
 - Barge-in: speech (already at least ``min_speech_ms`` long, decided by the recogniser) or a key
   while every queued prompt allows it clears the audio at once. A prompt that does not allow
   barge-in is not listened over: recognition starts when its mark comes back.
+- End of turn: the turn's shape (``end_of_turn.TurnShape``) goes to the recogniser with the
+  turn: the grammar's phrases and the expected digit count make a complete answer end after a
+  short silence, and the language's words that announce more make a pause to think last longer.
+  A free question with no digit count is open: the ordinary silence, with only the words that
+  announce more.
 - Keys: collected up to the finish key, ``max_digits`` or the inter-digit timeout, whichever
   comes first; keys being typed take the turn even if the recogniser also heard something.
 - The end of the call (transfer or hang-up) waits for the last prompt to be heard, then closes.
@@ -32,6 +37,8 @@ from dataclasses import dataclass, field
 
 from voicebot.dialog.actions import Hangup, Listen, Transfer
 from voicebot.dialog.events import Digits, Event, NoInput, SpeechUnavailable, Utterance
+from voicebot.nlu.lexicon import DIGIT_WORDS, MORE_WORDS
+from voicebot.speech.end_of_turn import TurnShape, normalize
 
 log = logging.getLogger("voicebot.turns")
 
@@ -52,9 +59,10 @@ class Clear:
 
 @dataclass(frozen=True)
 class StartRecognition:
-    """Start a recognition turn with these phrases (empty: free-form)."""
+    """Start a recognition turn with these phrases (empty: free-form); ``shape`` says when the answer is whole."""
 
     phrases: tuple[str, ...] = ()
+    shape: TurnShape = TurnShape()
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,21 @@ class CloseStream:
 Command = Clear | StartRecognition | StopRecognition | ArmRecognizer | ToDialog | CloseStream
 
 
+def shape_of(action: Listen, language: str = "") -> TurnShape:
+    """What a complete spoken answer to ``action`` looks like.
+
+    A grammar's phrases are whole answers. More than one key expected (a customer number, a date
+    of birth in eight) means a number read out digit by digit: complete at that many digits, and
+    a lone digit word of the grammar is not yet the answer. A single key (a menu, a yes/no) says
+    nothing about the spoken answer.
+    """
+    digits = action.max_digits if action.max_digits and action.max_digits > 1 else None
+    return TurnShape(phrases=frozenset(normalize(p) for p in action.phrases if p.strip()),
+                     digits=digits,
+                     digit_words=frozenset(DIGIT_WORDS.get(language, {})) if digits else frozenset(),
+                     more_words=MORE_WORDS.get(language, frozenset()))
+
+
 # -- state ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -111,6 +134,7 @@ class TurnTaker:
     """One call's turn-taking. Every method returns the commands to carry out, in order."""
 
     speech: bool = True
+    language: str = ""
     clock: float = 0.0
     prompts: list[_Prompt] = field(default_factory=list)
     turn: _Turn | None = None
@@ -253,7 +277,7 @@ class TurnTaker:
         turn.started = True
         if self.speech and turn.action.speech:
             turn.recognizing = True
-            return [StartRecognition(turn.action.phrases)]
+            return [StartRecognition(turn.action.phrases, shape_of(turn.action, self.language))]
         return []              # keys only: the turn exists, nothing recognises
 
     def _restart_turn(self) -> list[Command]:
