@@ -70,25 +70,25 @@ def replay(frames, shape=SHAPE):
     return events, asked
 
 
-def said(text, speech_frames, silence_frames, lag=""):
-    """Speech frames, then silence in which Vosk's text is ``text`` (``lag``: the partial at the onset)."""
-    return ([(1, "")] * speech_frames + [(0, lag or text)] + [(0, text)] * (silence_frames - 1))
+def said(text, speech_frames, silence_frames, lag=0):
+    """Speech frames, then silence in which Vosk's text is ``text`` (after ``lag`` frames of an empty partial)."""
+    return [(1, "")] * speech_frames + [(0, "")] * lag + [(0, text)] * (silence_frames - lag)
 
 
 def test_a_whole_grammar_phrase_ends_after_the_short_silence():
     events, asked = replay(said("ja", 15, 40))
-    assert events == [(8, STARTED), (21, ENDED)]          # 6 frames = 120 ms of silence, not 12
-    assert asked == [16]                                  # one partial, at the onset of the pause
+    assert events == [(8, STARTED), (15 + 6, ENDED)]     # 6 frames = 120 ms of silence, not 12
+    assert asked == [21]                                  # one partial, when the short silence is up
 
 
-def test_a_lagging_partial_is_asked_once_more_when_the_short_silence_is_up():
-    events, asked = replay(said("ja", 15, 40, lag="j"))
-    assert asked == [16, 21] and events[-1] == (21, ENDED)
+def test_a_lagging_partial_is_asked_for_on_each_frame_until_the_ordinary_silence():
+    events, asked = replay(said("ja", 15, 40, lag=8))     # a short word's partial came ~160 ms into the pause
+    assert asked == [21, 22, 23, 24] and events[-1] == (24, ENDED)
 
 
 def test_half_a_phrase_keeps_the_ordinary_silence():
     events, asked = replay(said("medewerker", 30, 40))
-    assert events[-1] == (30 + 12, ENDED) and asked == [31, 36]
+    assert events[-1] == (30 + 12, ENDED) and asked == list(range(36, 43))
 
 
 def test_a_trailing_word_that_announces_more_extends_the_silence():
@@ -101,7 +101,7 @@ def test_the_extended_pause_does_not_split_an_answer_that_goes_on():
     events, asked = replay(frames)
     assert [d for _, d in events] == [STARTED, ENDED]     # a 400 ms pause after "en": still one turn
     assert events[-1] == (60 + 12, ENDED)                 # then the open rule: "dertig" is not a phrase
-    assert asked == [21, 26, 61, 66]
+    assert asked == [26, *range(66, 73)]                  # none while the extended pause runs
 
 
 def test_the_same_pause_without_a_word_announcing_more_ends_the_turn():
@@ -115,7 +115,7 @@ def test_speech_after_a_complete_phrase_is_judged_again_at_its_next_pause():
     frames = said("nee", 15, 4) + said("nee medewerker", 15, 3) + said("nee medewerker alstublieft", 15, 40)
     events, asked = replay(frames)
     assert events == [(8, STARTED), (15 + 4 + 15 + 3 + 15 + 12, ENDED)]
-    assert asked == [16, 35, 53, 58]
+    assert asked == list(range(58, 65))                   # the pauses before were shorter than 120 ms
 
 
 def test_digits_end_early_only_at_the_expected_count():
@@ -128,6 +128,18 @@ def test_digits_end_early_only_at_the_expected_count():
 def test_an_open_turn_never_asks_for_text():
     events, asked = replay(said("ja", 15, 40), TurnShape())
     assert asked == [] and events[-1] == (15 + 12, ENDED)
+
+
+def test_a_free_question_asks_once_per_pause_for_a_word_that_announces_more():
+    free = TurnShape(more_words=frozenset({"en"}))
+    assert replay(said("ja", 15, 40), free) == ([(8, STARTED), (27, ENDED)], [27])
+    assert replay(said("twaalf en", 15, 40), free) == ([(8, STARTED), (15 + 30, ENDED)], [27])
+
+
+def test_an_endpointer_nobody_answers_still_ends_one_frame_after_the_ordinary_silence():
+    ep = Endpointer(EndpointConfig(**TIMINGS), shape=SHAPE)
+    decisions = [ep.push(f) for f in [True] * 15 + [False] * 20]
+    assert decisions.index(ENDED) + 1 == 15 + 12 + 1    # the last ask (frame 27) unanswered: frame 28 ends it
 
 
 def test_the_shape_classifies_text():

@@ -15,6 +15,7 @@ import pytest
 from conftest import korean, silence
 from voicebot.config import SpeechSettings
 from voicebot.speech.audio import ulaw_to_pcm
+from voicebot.speech.end_of_turn import TurnShape
 from voicebot.speech.endpoint import EndpointConfig
 from voicebot.speech.models import ModelCorrupt, ModelMissing
 from voicebot.speech.recognizer import (Final, NoSpeech, Partial, Recognition, RecognitionFailed, SpeechModels,
@@ -230,6 +231,50 @@ def test_streaming_turn_is_replaced_by_the_next_listen(speech_models):
         time.sleep(0.02)
     rec.close()
     assert [type(e) for e in got] == [NoSpeech] and got[0].turn == second != first
+
+
+SHAPE = TurnShape(phrases=frozenset(GRAMMAR), more_words=frozenset({"그리고"}))
+
+
+def frames_to_final(ko, ulaw: bytes, shape: TurnShape) -> tuple[int, Final]:
+    """How many 20 ms frames a turn took to end, and its result."""
+    turn = Recognition(ko, GRAMMAR, config=EndpointConfig(end_silence_ms=240, end_silence_closed_ms=120), shape=shape)
+    pcm = ulaw_to_pcm(ulaw)
+    for i in range(0, len(pcm), 320):
+        finals = [e for e in turn.accept(pcm[i:i + 320]) if isinstance(e, Final)]
+        if finals:
+            return i // 320 + 1, finals[0]
+    raise AssertionError("no end of turn")
+
+
+@pytest.mark.parametrize("text", ["네", "상담원 연결해 주세요"])
+def test_a_whole_grammar_answer_ends_after_the_short_silence(ko, text):
+    audio = silence(0.5) + korean(text) + silence(1.5)
+    early, shaped = frames_to_final(ko, audio, SHAPE)
+    ordinary, open_ = frames_to_final(ko, audio, TurnShape())
+    assert shaped.result.text == open_.result.text == text
+    # the same audio, the same VAD: the turn ends up to 6 frames (120 ms) sooner; a short word's
+    # partial comes a few frames into the pause, and the turn ends on the frame it does
+    assert ordinary - 6 <= early < ordinary
+    assert 0.12 <= round(early * 0.02 - shaped.result.speech_end, 2) < 0.24 == round(
+        ordinary * 0.02 - open_.result.speech_end, 2)
+
+
+def test_the_streaming_recogniser_hands_the_shape_to_its_turns(speech_models):
+    ko = speech_models.get("ko")
+    audio = silence(0.5) + korean("네") + silence(1.5)
+    early, _ = frames_to_final(ko, audio, SHAPE)
+    heard = {}
+    for name, shape in (("shaped", SHAPE), ("open", TurnShape())):
+        got = []
+        rec = StreamingRecognizer(speech_models, "ko", got.append, name=name, max_backlog_seconds=None)
+        rec.listen(tuple(GRAMMAR), shape=shape)
+        for i in range(0, early * 160, 160):
+            rec.feed(audio[i:i + 160])
+        assert rec.drain()
+        rec.close()
+        heard[name] = [e.result.text for e in got if isinstance(e, Final)]
+    assert heard == {"shaped": ["네"], "open": []}         # the open turn needs 120 ms more silence
 
 
 def holding():

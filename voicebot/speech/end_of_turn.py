@@ -45,11 +45,6 @@ class TurnShape:
     digit_words: frozenset[str] = frozenset()
     more_words: frozenset[str] = frozenset()
 
-    @property
-    def reads_text(self) -> bool:
-        """Whether the ending depends on the text at all (if not, nobody needs to ask for it)."""
-        return bool(self.phrases or self.digits or self.more_words)
-
     def ending(self, text: str) -> str:
         """COMPLETE, MORE or OPEN for the caller's text so far."""
         text = normalize(text)

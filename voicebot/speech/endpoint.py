@@ -13,9 +13,12 @@ made for 8 kHz 20 ms frames) labels each frame, and this small state machine dec
   ("twaalf ... vierendertig") does not split an answer. When the turn has a shape
   (``end_of_turn.TurnShape``), the silence depends on the text so far: a complete answer ends
   after ``end_silence_closed_ms``, one whose last word announces more waits
-  ``end_silence_extended_ms``. The text costs a Vosk partial, so the endpointer asks for it only
-  at the onset of a silence and once more when the short silence is up (``wants_text``; the
-  caller answers with ``hear``), never on every frame;
+  ``end_silence_extended_ms``. The endpointer asks for the text (``wants_text``; the caller
+  answers with ``hear``) only inside a pause and only when it can change the decision: on each
+  frame from the short silence to the ordinary one for a turn with complete answers, and at the
+  ordinary one for an open turn. Not at the onset: Vosk's partial lags the audio (a short "네"
+  showed up ~160 ms after webrtcvad's onset of silence, measured), and a partial costs ~10-20 µs,
+  so at most ``(end_silence_ms - end_silence_closed_ms) / 20 + 1`` asks per pause, none in speech;
 - no input: nothing started within the listen timeout, counted from when it is armed (the end
   of the prompt), not from when listening began;
 - too long: an utterance still going after ``max_utterance_seconds`` is cut off.
@@ -52,8 +55,11 @@ class Endpointer:
             COMPLETE: max(1, config.end_silence_closed_ms // FRAME_MS),
             MORE: max(1, config.end_silence_extended_ms // FRAME_MS),
         }
-        # silence frames at which the text is wanted: the onset, and when a complete answer could end
-        self._ask_at = {1, self._silence_for[COMPLETE]} if shape.reads_text else set()
+        # silence frames at which the text can change the decision (see the module's docstring)
+        if shape.phrases or shape.digits:
+            self._ask_at = set(range(self._silence_for[COMPLETE], self._end_silence + 1))
+        else:
+            self._ask_at = {self._end_silence} if shape.more_words else set()
         self.ending = OPEN
         self.wants_text = False
         self._max_frames = int(config.max_utterance_seconds * 1000 // FRAME_MS)
@@ -109,10 +115,10 @@ class Endpointer:
             self._silence, self.ending = 0, OPEN      # the answer is growing: judged again at its next pause
         else:
             self._silence += 1
-        decision = self._decide()
-        if decision is None and self._silence in self._ask_at:
-            self.wants_text = True
-        return decision
+        if self._silence in self._ask_at and self.ending != MORE:
+            self.wants_text = True     # decided in ``hear``; unheard, the next frame decides on what is known
+            return None
+        return self._decide()
 
     def hear(self, text: str) -> str | None:
         """The text recognised so far, asked for by ``wants_text``: ENDED if it ends the turn now."""

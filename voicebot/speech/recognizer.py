@@ -39,6 +39,7 @@ import webrtcvad
 from voicebot.config import SpeechSettings
 from voicebot.errors import VoicebotError
 from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm
+from voicebot.speech.end_of_turn import OPEN_SHAPE, TurnShape
 from voicebot.speech.endpoint import ENDED, NO_INPUT, STARTED, TOO_LONG, EndpointConfig, Endpointer
 from voicebot.speech.models import ModelCorrupt, check_model_dir, has_dynamic_graph, model_dir
 
@@ -275,7 +276,7 @@ class Recognition:
 
     def __init__(self, model: LoadedModel, phrases: tuple[str, ...] | list[str] = (), *,
                  config: EndpointConfig | None = None, no_input_timeout: float | None = None,
-                 vad_mode: int = 2, offset: float = 0.0, rate: int = PHONE_RATE):
+                 vad_mode: int = 2, offset: float = 0.0, rate: int = PHONE_RATE, shape: TurnShape = OPEN_SHAPE):
         self.model = model
         self._offset = offset
         self.rate = rate
@@ -285,7 +286,7 @@ class Recognition:
         self._rec, self._used = model.recognizer(grammar, rate)
         self._shift = offset - self._used          # Vosk's clock to ours
         self._vad = webrtcvad.Vad(vad_mode)
-        self.endpointer = Endpointer(config or EndpointConfig(), no_input_timeout)
+        self.endpointer = Endpointer(config or EndpointConfig(), no_input_timeout, shape)
         self._buffer = b""
         self._segments: list[dict[str, Any]] = []
         self._partial = ""
@@ -324,6 +325,8 @@ class Recognition:
                 self._partial = text
                 events.append(Partial(text))
         decision = self.endpointer.push(self._vad.is_speech(frame, self.rate))
+        if self.endpointer.wants_text:     # end of turn: a pause began or a short one is up; is the answer whole?
+            decision = self.endpointer.hear(self._text_so_far()) or decision
         if decision == STARTED:
             events.append(SpeechStarted(at=round((self.endpointer.speech_start_frame or 1) * 0.02 - 0.02
                                                  + self._offset, 2)))
@@ -334,6 +337,11 @@ class Recognition:
             self.close()
             events.append(NoSpeech())
         return events
+
+    def _text_so_far(self) -> str:
+        """Vosk's segments and partial now (one PartialResult; only at the endpointer's request)."""
+        partial = json.loads(self._rec.PartialResult()).get("partial", "")
+        return " ".join([*(s["text"] for s in self._segments), partial])
 
     def finish(self, reason: str = "flush") -> Recognized:
         """Stop now and return what was heard (Vosk's FinalResult plus earlier segments)."""
@@ -395,6 +403,7 @@ class _Turn:
     phrases: tuple[str, ...]
     no_input_timeout: float | None
     recognition: Recognition | None = None
+    shape: TurnShape = OPEN_SHAPE
 
 
 class StreamingRecognizer:
@@ -437,9 +446,11 @@ class StreamingRecognizer:
         self._thread = threading.Thread(target=self._run, name=f"asr-{name}", daemon=True)
         self._thread.start()
 
-    def listen(self, phrases: tuple[str, ...] = (), no_input_timeout: float | None = None) -> int:
-        """Start a turn; returns its number. The no-input clock waits for ``arm`` unless a timeout is given."""
-        turn = _Turn(next(self._ids), tuple(phrases), no_input_timeout)
+    def listen(self, phrases: tuple[str, ...] = (), no_input_timeout: float | None = None,
+               shape: TurnShape = OPEN_SHAPE) -> int:
+        """Start a turn; returns its number. The no-input clock waits for ``arm`` unless a timeout is given.
+        ``shape``: what a complete answer looks like, so that one ends after a shorter silence."""
+        turn = _Turn(next(self._ids), tuple(phrases), no_input_timeout, shape=shape)
         self._queue.put(("listen", turn))
         return turn.id
 
@@ -511,13 +522,13 @@ class StreamingRecognizer:
             if turn.recognition.done and self._turn is turn:
                 self._end_turn()
                 if not self._closed and any(isinstance(e, Final) for e in events):
-                    self._handle("listen", _Turn(next(self._ids), turn.phrases, None))
+                    self._handle("listen", _Turn(next(self._ids), turn.phrases, None, shape=turn.shape))
         elif command == "listen":
             self._end_turn()
             model = self._models.get(self._language)
             arg.recognition = Recognition(model, arg.phrases, config=self._models.endpoint_config(),
                                           no_input_timeout=arg.no_input_timeout, vad_mode=self._vad_mode,
-                                          offset=self._taken / PHONE_RATE)
+                                          offset=self._taken / PHONE_RATE, shape=arg.shape)
             self._turn = arg
         elif command == "arm" and self._turn and self._turn.recognition:
             self._turn.recognition.arm(arg)

@@ -135,7 +135,7 @@ class CallSession:
         flow = self.engine.flow
         self.rt.metrics.active_calls.inc()
         speech = self._start_recognizer(flow.language)
-        self.turns = tt.TurnTaker(speech=speech)
+        self.turns = tt.TurnTaker(speech=speech, language=flow.language)
         stored = record.get("state")
         if stored and not stored.get("ended"):
             # The stream of a call we already served reconnected (its token proved the call): go on.
@@ -197,7 +197,7 @@ class CallSession:
                 self._send(codec.encode_clear(self.start.stream_sid))
             elif isinstance(command, tt.StartRecognition):
                 if self.recognizer is not None:
-                    self._asr_turn = self.recognizer.listen(command.phrases)
+                    self._asr_turn = self.recognizer.listen(command.phrases, shape=command.shape)
             elif isinstance(command, tt.StopRecognition):
                 self._asr_turn = None
                 if self.recognizer is not None:
