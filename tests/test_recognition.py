@@ -67,7 +67,7 @@ def test_speech_start_and_endpoint_come_from_our_endpointer(ko):
 
 
 def test_free_mode_has_partials_words_confidences_and_an_endpoint(ko):
-    turn = Recognition(ko, ())
+    turn = Recognition(ko, (), partials=True)
     events = feed(turn, silence(0.5) + korean("안녕하세요 오늘 예약을 취소하고 싶어요") + silence(2.0))
     assert not turn.grammar
     assert any(isinstance(e, Partial) and e.text for e in events)
