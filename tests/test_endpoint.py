@@ -86,9 +86,9 @@ def test_a_lagging_partial_is_asked_for_on_each_frame_until_the_ordinary_silence
     assert asked == [21, 22, 23, 24] and events[-1] == (24, ENDED)
 
 
-def test_half_a_phrase_keeps_the_ordinary_silence():
-    events, asked = replay(said("medewerker", 30, 40))
-    assert events[-1] == (30 + 12, ENDED) and asked == list(range(36, 43))
+def test_the_first_words_of_a_longer_phrase_extend_the_silence():
+    events, asked = replay(said("medewerker", 30, 40))     # "medewerker alstublieft" is a phrase
+    assert events[-1] == (30 + 30, ENDED) and asked == [36]
 
 
 def test_a_trailing_word_that_announces_more_extends_the_silence():
@@ -120,8 +120,8 @@ def test_speech_after_a_complete_phrase_is_judged_again_at_its_next_pause():
 
 def test_digits_end_early_only_at_the_expected_count():
     assert replay(said("een twee drie vier", 40, 40), DIGITS)[0][-1] == (46, ENDED)
-    assert replay(said("een twee", 40, 40), DIGITS)[0][-1] == (52, ENDED)
-    assert replay(said("een", 15, 40), DIGITS)[0][-1] == (27, ENDED)      # a lone digit phrase is not the number
+    assert replay(said("een twee", 40, 40), DIGITS)[0][-1] == (70, ENDED)    # too few digits: more is coming
+    assert replay(said("een", 15, 40), DIGITS)[0][-1] == (45, ENDED)      # a lone digit phrase is not the number
     assert replay(said("medewerker", 15, 40), DIGITS)[0][-1] == (21, ENDED)
 
 

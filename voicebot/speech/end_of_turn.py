@@ -7,8 +7,9 @@ So the silence that ends a turn depends on whether the answer is already whole:
 - complete: the text so far is a whole phrase of the turn's grammar (a choice, a yes/no word,
   the transfer words), or a digit string of the expected length. Nothing more is needed, so a
   short silence (``end_silence_closed_ms``) ends the turn;
-- more: the last word announces that more follows ("en", "maar", "and", "um", "그리고"): the
-  caller is thinking, not done, so the turn waits longer (``end_silence_extended_ms``);
+- more: the last word announces that more follows ("en", "maar", "and", "um", "그리고"), the text
+  is the first words of a longer grammar phrase, or fewer digits than expected were said: the
+  caller is not done, so the turn waits longer (``end_silence_extended_ms``);
 - open: anything else keeps the ordinary rule (``end_silence_ms``).
 
 This module is pure: a ``TurnShape`` (what a complete answer looks like, made by the turn-taker
@@ -57,8 +58,15 @@ class TurnShape:
             count = self.count_digits(words)
             if count == self.digits or (count == 0 and text in self.phrases):
                 return COMPLETE
-            return OPEN
-        return COMPLETE if text in self.phrases else OPEN
+            return MORE if 0 < count < self.digits else OPEN
+        if text in self.phrases:
+            return COMPLETE
+        return MORE if self.begins_a_phrase(text) else OPEN
+
+    def begins_a_phrase(self, text: str) -> bool:
+        """The text is the first words of a longer grammar phrase ("상담원" of "상담원 연결해 주세요")."""
+        start = text + " "
+        return any(phrase.startswith(start) for phrase in self.phrases)
 
     def count_digits(self, words: list[str]) -> int:
         """Digits said one by one: numerals count each digit, digit words one each."""
