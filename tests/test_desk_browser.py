@@ -7,32 +7,21 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import redis
 
-from servers import ACCOUNT, REPO, TOKEN, Server
+from browser import browser, keep_screenshot  # noqa: F401  (browser: a fixture)
+from servers import ACCOUNT, TOKEN, Server
 from voicebot.emulator import place_call
 from voicebot.handoff.contract import handoff_record
 from voicebot.handoff.jobs import publish_record
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "desk browser password"
-ARTIFACTS = REPO / ".artifacts"
 WAIT_MS = 120_000
 """Generous: a busy 2-core machine runs the call, the worker and the browser at once."""
-
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:
-    pytest.fail("playwright is missing: `make install` installs it (the dev extra of pyproject.toml)", pytrace=False)
-if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium (apt-get install chromium)",
-                pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +36,6 @@ def server(tmp_path_factory, redis_url):
     assert made.returncode == 0, made.stderr
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def log_in(page, server):
@@ -94,8 +75,7 @@ def test_a_transferred_call_appears_live_and_is_claimed(server, browser, redis_u
         shot = tmp_path / "desk-claimed.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / shot.name)
+        keep_screenshot(shot)
         connection = redis.Redis.from_url(redis_url)
         group = [g for g in connection.xinfo_groups("voicebot:handoff:stream:agents")
                  if g["name"].decode().startswith("browser-")]

@@ -8,32 +8,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from browser import browser, keep_screenshot  # noqa: F401  (browser: a fixture)
 from review_records import a_call, records_url, write_calls
-from servers import REPO, Server
+from servers import Server
 from voicebot.records.schema import reviews
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "ops browser password"
-ARTIFACTS = REPO / ".artifacts"
 WAIT_MS = 120_000
 """Generous: a busy 2-core machine runs the server and the browser at once."""
 SENTENCES = ["mijn lampen doen het niet meer", "wat kost een warmtepomp bij jullie", "eh hmm ja nou"]
-
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:
-    pytest.fail("playwright is missing: `make install` installs it (the dev extra of pyproject.toml)", pytrace=False)
-if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium (apt-get install chromium)",
-                pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +45,6 @@ def site(tmp_path_factory, redis_url):
     assert made.returncode == 0, made.stderr
     yield srv, engine, records
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def verdicts(engine) -> list[tuple]:
@@ -100,8 +81,7 @@ def test_an_operator_marks_sentences_on_the_review_page(site, browser, tmp_path)
         shot = tmp_path / "ops-review.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / shot.name)
+        keep_screenshot(shot)
 
         page.click(f"{rows[1]} button.oos")
         page.wait_for_selector(rows[1], state="detached", timeout=WAIT_MS)

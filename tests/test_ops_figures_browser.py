@@ -26,13 +26,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from browser import browser, keep_screenshot  # noqa: F401  (browser: a fixture)
 from servers import REPO, SALT, Server
 from voicebot.records.db import open_engine
 from voicebot.records.schema import calls, steps, turns
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "ops figures password"
-ARTIFACTS = REPO / ".artifacts"
 WAIT_MS = 120_000
 """Generous: a busy 2-core machine runs the server and the browser at once."""
 CALLS = 300
@@ -44,15 +43,6 @@ ZONE = ZoneInfo("Europe/Amsterdam")       # energie's hours.timezone: the page's
 SECTIONS = ["Containment", "Transfers", "Steps", "Feedback", "Latency and calls per hour", "Flow versions"]
 CHARTS = ["outcomes-by-day", "containment-by-day", "transfer-reasons", "transfers-by-day", "funnel",
           "feedback-scores", "latency", "calls-by-hour"]
-
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:
-    pytest.fail("playwright is missing: `make install` installs it (the dev extra of pyproject.toml)", pytrace=False)
-if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium (apt-get install chromium)",
-                pytrace=False)
-
 
 def voicebot(config: Path, url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """`voicebot ARGS` as an operator runs it, with the server's config.yaml and records database."""
@@ -82,14 +72,6 @@ def site(tmp_path_factory, redis_url):
     assert added.returncode == 0, added.stderr
     yield server, url
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def counted(url: str) -> dict:
@@ -190,8 +172,7 @@ def test_an_operator_sees_the_figures_of_300_calls_of_the_last_14_days(site, bro
         shot = tmp_path / "ops-figures.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / shot.name)
+        keep_screenshot(shot)
 
         assert page.evaluate("window.cspViolations") == []
         assert (console, failures) == ([], [])

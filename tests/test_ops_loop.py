@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from browser import browser  # noqa: F401  (a fixture)
 from servers import ACCOUNT, REPO, SALT, TOKEN, Server
 from voicebot.dialog.events import CallEnded, Utterance
 from voicebot.emulator import place_call
@@ -45,7 +46,6 @@ from voicebot.records.store import RecordStore
 from voicebot.simulator import Simulation
 from voicebot.telephony.store import CallStore
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "ops loop password"
 WAIT = 120.0
 WAIT_MS = int(WAIT * 1000)
@@ -56,15 +56,6 @@ INTENT = "meterstand_doorgeven"
 ZONE = ZoneInfo("Europe/Amsterdam")
 ACCEPT = 0.70
 """energie's ``defaults.confidence.accept``: at or above it a guess is acted on without asking back."""
-
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:
-    pytest.fail("playwright is missing: `make install` installs it (the dev extra of pyproject.toml)", pytrace=False)
-if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium (apt-get install chromium)",
-                pytrace=False)
-
 
 def voicebot(server: Server, url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """`voicebot ARGS` as an operator runs it beside the server: its config.yaml, Redis and records."""
@@ -132,14 +123,6 @@ def loop(tmp_path_factory, redis_url):
     yield server, url, engine, flows / "energie.yaml", sim.state.call_id
     server.stop()
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_a_sentence_marked_on_the_review_page_is_understood_by_the_reloaded_flow(loop, browser):
