@@ -106,14 +106,24 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
 
 
-@desk.before_request
-def guard() -> Any:
-    state = _state()
-    if state.off:
-        return Response(f"the agent desk is off: {state.off}\n", status=503, mimetype="text/plain")
+def refusal(off_words: str) -> Response | None:
+    """Why a request to the desk or the operations pages is refused before anyone's session is
+    looked at: 503 (``off_words`` and why) while there is no cookie secret, 403 for a POST
+    without the session's CSRF token; None when neither."""
+    off = _state().off
+    if off:
+        return Response(f"{off_words}: {off}\n", status=503, mimetype="text/plain")
     if request.method == "POST" and not csrf_ok():
         log.warning("refused %s %s: CSRF token missing or wrong", request.method, esc(request.path))
         return Response("CSRF token missing or wrong: reload the page\n", status=403, mimetype="text/plain")
+    return None
+
+
+@desk.before_request
+def guard() -> Any:
+    refused = refusal("the agent desk is off")
+    if refused is not None:
+        return refused
     if request.endpoint in OPEN:
         return None
     if current_agent() is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from voicebot.records.stats import zone_of
 
 SPANS = {
     "24h": ("the last 24 hours", dt.timedelta(hours=24)),
@@ -34,9 +35,11 @@ class Period:
 
 
 def zone(name: str | None) -> dt.tzinfo:
+    """The time zone ``name`` (``records.stats.zone_of``); UTC when none is named or it is unknown,
+    so that a page never fails on it."""
     try:
-        return ZoneInfo(name) if name else dt.timezone.utc
-    except (ZoneInfoNotFoundError, ValueError):
+        return zone_of(name) if name else dt.timezone.utc
+    except ValueError:
         return dt.timezone.utc
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from voicebot.desk.views import csrf_ok, csrf_token, current_account, private_headers
+from voicebot.desk.views import csrf_token, current_account, private_headers, refusal
 from voicebot.ops.period import SPANS, period_from, zone
 from voicebot.records import render, review, stats
 from voicebot.records.db import RecordsUnavailable
@@ -41,10 +41,6 @@ LABEL_WORDS = {"intent": "example of", "out_of_scope": "out of scope", "noise": 
 RESULT_WORDS = {"out_of_scope": "rejected as out of scope", "not_understood": "not understood, asked again",
                 "low_confidence": "too unsure, asked again", "denied": "guess denied by the caller"}
 DB_ERRORS = (sa.exc.SQLAlchemyError, OSError)
-
-
-def _desk() -> Any:
-    return current_app.extensions["voicebot_desk"]
 
 
 def _records() -> Any:
@@ -69,12 +65,9 @@ def _unreadable(exc: BaseException) -> str:
 def guard() -> Any:
     if request.endpoint in OPEN:
         return None
-    desk = _desk()
-    if desk.off:
-        return Response(f"the operations pages are off: {desk.off}\n", status=503, mimetype="text/plain")
-    if request.method == "POST" and not csrf_ok():
-        log.warning("refused %s %s: CSRF token missing or wrong", request.method, esc(request.path))
-        return Response("CSRF token missing or wrong: reload the page\n", status=403, mimetype="text/plain")
+    refused = refusal("the operations pages are off")
+    if refused is not None:
+        return refused
     account = current_account()
     if account is None:
         if request.method == "GET":
@@ -89,6 +82,12 @@ def guard() -> Any:
 @ops.after_request
 def headers(response: Response) -> Response:
     return private_headers(response, cacheable=request.endpoint in OPEN)
+
+
+def _chosen_flow(flows: dict[str, Any]) -> str:
+    """The flow the page's form asked for, when the server runs it; "" (every flow) otherwise."""
+    flow_id = request.args.get("flow", "")
+    return flow_id if flow_id in flows else ""
 
 
 def _timezone(flows: dict[str, Any], flow_id: str | None) -> str:
@@ -115,8 +114,7 @@ def report_css() -> Any:
 def figures() -> Any:
     account = current_account()
     flows = _flows()
-    flow_id = request.args.get("flow", "")
-    flow_id = flow_id if flow_id in flows else ""
+    flow_id = _chosen_flow(flows)
     timezone = _timezone(flows, flow_id or None)
     period = period_from(request.args.get("period"), request.args.get("from"), request.args.get("until"),
                          timezone=timezone, now=dt.datetime.now(dt.timezone.utc))
@@ -145,8 +143,7 @@ def _hidden_texts(flows: dict[str, Any]) -> set[str]:
 def review_page() -> Any:
     account = current_account()
     flows = _flows()
-    flow_id = request.args.get("flow", "")
-    flow_id = flow_id if flow_id in flows else ""
+    flow_id = _chosen_flow(flows)
     items: list[review.QueueItem] = []
     recent: list[review.Verdict] = []
     waiting, problem, status = 0, "", 200
