@@ -14,6 +14,7 @@ import click
 
 from voicebot.config import Settings, load_settings
 from voicebot.errors import ConfigError
+from voicebot.flow_files import flow_file, flow_header  # noqa: F401  (flow_header: the commands' import)
 
 if TYPE_CHECKING:
     from voicebot.flow import Flow
@@ -36,19 +37,6 @@ def settings_from(ctx: click.Context) -> Settings:
     return obj["settings"]
 
 
-def flow_header(path: Path) -> dict[str, Any]:
-    """A flow file's top-level keys (``flow``, ``language``), read without validating or training it."""
-    import yaml
-
-    from voicebot.yaml12 import load_yaml
-
-    try:
-        tree = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return tree if isinstance(tree, dict) else {}
-
-
 def default_flow_file(settings: Settings) -> Path | None:
     """The file in the flows directory whose ``flow:`` id is ``flows.default``.
 
@@ -59,9 +47,7 @@ def default_flow_file(settings: Settings) -> Path | None:
 
 def flow_file_by_id(settings: Settings, flow_id: str) -> Path | None:
     """The file in the flows directory whose ``flow:`` id is ``flow_id`` (``<id>.yaml`` looked at first)."""
-    usual = settings.flows_dir / f"{flow_id}.yaml"
-    candidates = [usual, *(p for p in sorted(settings.flows_dir.glob("*.yaml")) if p != usual)]
-    return next((p for p in candidates if p.exists() and flow_header(p).get("flow") == flow_id), None)
+    return flow_file(settings.flows_dir, flow_id)
 
 
 def flow_path(ctx: click.Context, flow: str | None) -> str:

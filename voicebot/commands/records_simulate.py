@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from voicebot.commands.context import flow_header, flow_path, load_flow_file, settings_from
+from voicebot.commands.context import flow_path, load_flow_file, settings_from
+from voicebot.flow_files import flow_file
 
 
 @click.command("simulate")
@@ -35,6 +36,7 @@ def simulate(ctx: click.Context, flow_name: str | None, calls: int, days: int, s
 
     from voicebot.records.build import build_record
     from voicebot.records.db import open_engine
+    from voicebot.records.jobs import hash_salt
     from voicebot.records.simulated import simulate_calls
     from voicebot.records.store import RecordStore
 
@@ -42,7 +44,7 @@ def simulate(ctx: click.Context, flow_name: str | None, calls: int, days: int, s
     flow = load_flow_file(ctx, _flow_file(ctx, flow_name))
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    salt = settings.hash_salt or _dev_salt(settings.root)
+    salt = hash_salt(settings)
     timezone = flow.spec.hours.timezone if flow.spec.hours else None
     store = RecordStore(open_engine(settings.records.url))
     outcomes: collections.Counter[str] = collections.Counter()
@@ -65,15 +67,7 @@ def _flow_file(ctx: click.Context, name: str | None) -> str:
     if name is None or Path(name).is_file():
         return flow_path(ctx, name)
     folder = settings_from(ctx).flows_dir
-    usual = folder / f"{name}.yaml"
-    candidates = [usual, *(p for p in sorted(folder.glob("*.yaml")) if p != usual)]
-    found = next((p for p in candidates if p.is_file() and flow_header(p).get("flow") == name), None)
+    found = flow_file(folder, name)
     if found is None:
         raise click.UsageError(f"no flow '{name}' in {folder} and no such file")
     return str(found)
-
-
-def _dev_salt(root: Path) -> str:
-    from voicebot.telephony.devmode import dev_salt
-
-    return dev_salt(root)

@@ -15,6 +15,7 @@ import click
 
 from voicebot.commands.context import default_flow_file, flow_header, settings_from
 from voicebot.config import Settings
+from voicebot.flow_files import flow_file
 
 
 @click.command("report")
@@ -80,8 +81,8 @@ def _flow_and_clock(settings: Settings, flow: str | None) -> tuple[str | None, s
         if not flow_id:
             raise click.BadParameter(f"{flow} is not a flow file with a 'flow:' id", param_hint="--flow")
     else:
-        candidates = [settings.flows_dir / f"{flow}.yaml", *sorted(settings.flows_dir.glob("*.yaml"))]
-        header = next((h for h in map(flow_header, candidates) if h.get("flow") == flow), {})
+        found = flow_file(settings.flows_dir, flow)
+        header = flow_header(found) if found else {}
         # A flow no longer in the flows directory still has its records: they are shown on the default clock.
     hours = header.get("hours")
     timezone = hours.get("timezone") if isinstance(hours, dict) else None

@@ -26,12 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-import yaml
 
 from voicebot.config import Settings, load_settings
+from voicebot.flow_files import flow_file, flow_header
 from voicebot.records.build import build_record
 from voicebot.records.db import described, open_engine
 from voicebot.records.store import RecordStore
@@ -114,23 +113,10 @@ def flow_timezone(flows_dir: Path, flow_id: str) -> str | None:
     """The ``hours.timezone`` of the flow file whose ``flow:`` is ``flow_id``; None when it has none
     (or no file is that flow): then the engine wrote local times of this machine."""
     from voicebot.flow.schema import Hours
-    from voicebot.yaml12 import load_yaml
 
-    if not flow_id:
+    found = flow_file(flows_dir, flow_id) if flow_id else None
+    hours = flow_header(found).get("hours") if found else None
+    if not isinstance(hours, dict):
         return None
-    files = sorted(flows_dir.glob("*.yaml"))
-    usual = [path for path in files if path.name == f"{flow_id}.yaml"]     # <id>.yaml first, then the rest
-    candidates = usual + [path for path in files if path not in usual]
-    for path in candidates:
-        try:
-            tree: Any = load_yaml(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if not isinstance(tree, dict) or tree.get("flow") != flow_id:
-            continue
-        hours = tree.get("hours")
-        if not isinstance(hours, dict):
-            return None
-        zone = hours.get("timezone", Hours.model_fields["timezone"].default)
-        return zone if isinstance(zone, str) and zone else None
-    return None
+    zone = hours.get("timezone", Hours.model_fields["timezone"].default)
+    return zone if isinstance(zone, str) and zone else None
