@@ -362,7 +362,7 @@ class DialogEngine:
         """What the caller said after the score is the comment; silence or keys skip it. Then thanks."""
         if not isinstance(event, Utterance):
             self._note(state, "other", "comment")      # no comment is an answer too, not a turn to ask again
-        elif isinstance(event, Utterance) and normalize(event.text, self.flow.language).replace("[unk]", "").strip():
+        elif normalize(event.text, self.flow.language).replace("[unk]", "").strip():
             self._note(state, "accepted", "comment")
             state.feedback_comment = self._comment_text(event.text)
         return self._goodbye(state, step)
