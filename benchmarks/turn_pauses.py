@@ -8,8 +8,8 @@ joined by a pause of 300-600 ms, as callers pause inside a sentence, sent throug
 A case counts as cut off when the recogniser returns more than one utterance for it. Two rules
 run on the same audio in the same process:
 
-- before: one silence for every answer (``end_silence_ms``): the rule before the adaptive end of
-  turn, which an open ``TurnShape`` keeps exactly;
+- before: one silence for every answer (``--before-ms``, 240 ms: ``end_silence_ms`` before the
+  adaptive end of turn), which an open ``TurnShape`` keeps exactly;
 - after: the turn's shape, as the turn-taker makes it from the step (its grammar, the expected
   digit count, the language's words that announce more).
 
@@ -87,13 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pauses", default="300,400,500,600", help="pause lengths inside the answer, ms")
     parser.add_argument("--rounds", type=int, default=3, help="runs per case and pause (Vosk's dither varies)")
+    parser.add_argument("--before-ms", type=int, default=240, help="the flat rule's silence (end_silence_ms before)")
     args = parser.parse_args()
     speech = SpeechSettings(models_dir=Path(tempfile.mkdtemp()))
+    flat = SpeechSettings(models_dir=speech.models_dir, end_silence_ms=args.before_ms)
     model = SpeechModels(speech).get("ko")
     model.warm(2)
     pauses = [int(p) for p in args.pauses.split(",")]
-    print(f"\nend_silence_ms {speech.end_silence_ms}, end_silence_closed_ms {speech.end_silence_closed_ms}, "
-          f"end_silence_extended_ms {speech.end_silence_extended_ms}; pauses {args.pauses} ms; "
+    print(f"\nbefore: a flat {flat.end_silence_ms} ms; after: end_silence_ms {speech.end_silence_ms}, "
+          f"end_silence_closed_ms {speech.end_silence_closed_ms}, end_silence_extended_ms {speech.end_silence_extended_ms}; pauses {args.pauses} ms; "
           f"{args.rounds} round(s)\n")
     print("| answer | cut off before | cut off after | end after last speech, before / after (median) |")
     print("|---|---|---|---|")
@@ -108,8 +110,8 @@ def main() -> None:
             audio = b"\xff" * 4000 + gap.join(clips) + b"\xff" * 12000
             for _ in range(args.rounds):
                 runs += 1
-                for label, shape in (("before", OPEN_SHAPE), ("after", shape_of(listen, "ko"))):
-                    count, turn_waits = run_turns(model, listen, shape, audio, speech)
+                for label, shape, rule in (("before", OPEN_SHAPE, flat), ("after", shape_of(listen, "ko"), speech)):
+                    count, turn_waits = run_turns(model, listen, shape, audio, rule)
                     cut[label] += count > 1
                     waits[label] += turn_waits[-1:]
         totals = [totals[0] + runs, totals[1] + cut["before"], totals[2] + cut["after"]]

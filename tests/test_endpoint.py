@@ -148,3 +148,34 @@ def test_the_shape_classifies_text():
     assert SHAPE.ending("") == OPEN and SHAPE.ending("ja nee") == OPEN
     assert DIGITS.ending("12 34") == COMPLETE and DIGITS.ending("[12] 3 vier") == COMPLETE
     assert DIGITS.ending("een twee drie vier een") == OPEN
+
+
+def test_a_digit_or_a_whole_phrase_is_not_taken_for_a_word_that_announces_more():
+    counted = TurnShape(phrases=frozenset({"nee en", "medewerker"}), digits=4,
+                        digit_words=frozenset({"een", "twee", "drie", "vier"}), more_words=frozenset({"een", "en"}))
+    assert counted.ending("twee drie vier een") == COMPLETE     # "een" is the fourth digit here
+    assert counted.ending("twee drie en") == MORE
+    assert TurnShape(phrases=frozenset({"nee en"}), more_words=frozenset({"en"})).ending("nee en") == COMPLETE
+
+
+def test_an_open_dutch_or_english_answer_ending_on_an_article_or_possessive_waits_for_the_rest():
+    from voicebot.nlu.lexicon import MORE_WORDS
+
+    dutch, english = TurnShape(more_words=MORE_WORDS["nl"]), TurnShape(more_words=MORE_WORDS["en"])
+    assert dutch.ending("ik wil graag de") == MORE and dutch.ending("mijn") == MORE
+    assert dutch.ending("ik wil mijn contract opzeggen") == OPEN and dutch.ending("ik weet het") == OPEN
+    assert dutch.ending("waar gaat het om") == OPEN and dutch.ending("optie een") == OPEN
+    assert english.ending("I want to change my") == MORE and english.ending("I'd like to") == OPEN
+
+
+def test_by_default_an_open_answer_ends_after_180_ms_and_a_word_announcing_more_after_600():
+    free = TurnShape(more_words=frozenset({"en"}))
+    for text, frames in (("ik wil verhuizen", 9), ("twaalf en", 30)):
+        ep = Endpointer(EndpointConfig(), shape=free)
+        decisions = []
+        for flag in [True] * 15 + [False] * 40:
+            decision = ep.push(flag)
+            if ep.wants_text:
+                decision = ep.hear(text) or decision
+            decisions.append(decision)
+        assert decisions.index(ENDED) + 1 == 15 + frames

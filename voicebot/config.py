@@ -117,7 +117,7 @@ class SpeechSettings:
 
     models_dir: Path = Path("models")
     models: Texts = dataclasses.field(default_factory=dict)
-    end_silence_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 240
+    end_silence_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 180
     end_silence_closed_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 120
     end_silence_extended_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 600
     min_speech_ms: Annotated[Int, _range(20, 5000, unit="ms")] = 160

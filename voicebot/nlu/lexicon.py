@@ -10,11 +10,18 @@ HESITATIONS: dict[str, frozenset[str]] = {
     "nl": frozenset({"eh", "ehm", "uh", "uhm", "hm", "hmm", "ehh", "uhh", "euh", "nou", "eeh"}),
     "en": frozenset({"uh", "um", "uhm", "erm", "er", "hm", "hmm", "ah", "uhh", "umm"}),
 }
-# Last in a caller's words, these announce more ("twaalf en ...", "yes but ..."): the end-of-turn
-# rule waits longer after them (speech.end_silence_extended_ms) instead of cutting the caller off.
+# Last in a caller's words, these announce more ("twaalf en ...", "yes but ...", "mijn ..."): the
+# end-of-turn rule waits longer after them (speech.end_silence_extended_ms) instead of cutting the
+# caller off. Besides conjunctions and hesitations, the words a sentence cannot end on: articles,
+# possessives and prepositions that are never left at the end. Not "een" (also the digit one), nor
+# "het", "dat", "van", "voor", "naar", "op", "aan", "uit", "om", "bij" ("ik weet het", "waar gaat
+# het om", "zet de verwarming aan"), nor "to" or "with" ("I'd like to"): those end Dutch and English
+# sentences too often to be waited on.
 MORE_WORDS: dict[str, frozenset[str]] = {
-    "nl": frozenset({"en", "eh", "ehm", "uh", "uhm", "maar", "of", "dus", "want", "nou", "euh"}),
-    "en": frozenset({"and", "but", "or", "so", "uh", "um", "uhm", "erm", "er", "because"}),
+    "nl": frozenset({"en", "eh", "ehm", "uh", "uhm", "maar", "of", "dus", "want", "nou", "euh",
+                     "de", "mijn", "uw", "onze", "met", "tot", "te", "omdat", "zodat"}),
+    "en": frozenset({"and", "but", "or", "so", "uh", "um", "uhm", "erm", "er", "because",
+                     "the", "a", "an", "my", "your", "our", "their", "of", "if", "than", "whether"}),
     "ko": frozenset({"그리고", "그런데", "근데", "그래서", "아니면", "음", "어"}),
 }
 

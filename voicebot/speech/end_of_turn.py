@@ -38,7 +38,8 @@ class TurnShape:
     ``phrases``: whole answers (the grammar), normalized. ``digits``: the expected number of digits
     when the answer is a number read out digit by digit; while digits are expected, a single
     digit word that is also a grammar phrase does not complete the answer. ``digit_words``: the
-    language's words for single digits. ``more_words``: words that, last in the text, announce more.
+    language's words for single digits. ``more_words``: words that, last in the text, announce more
+    (unless they are a digit being counted or the text is a whole phrase).
     """
 
     phrases: frozenset[str] = frozenset()
@@ -52,7 +53,8 @@ class TurnShape:
         if not text:
             return OPEN
         words = text.split()
-        if words[-1] in self.more_words:
+        last = words[-1]
+        if last in self.more_words and last not in self.digit_words and text not in self.phrases:
             return MORE
         if self.digits:
             count = self.count_digits(words)

@@ -8,13 +8,14 @@ made for 8 kHz 20 ms frames) labels each frame, and this small state machine dec
 - speech started: ``min_speech_ms`` of speech, so a cough or a click does not cut a prompt off
   (barge-in) and is not taken as an answer;
 - speech ended: ``end_silence_ms`` of non-speech after it started. webrtcvad already keeps
-  calling frames speech for ~100-120 ms after the voice stops (measured), so 240 ms here ends an
-  utterance ~350 ms after the last sound, and a pause of about a third of a second
-  ("twaalf ... vierendertig") does not split an answer. When the turn has a shape
-  (``end_of_turn.TurnShape``), the silence depends on the text so far: a complete answer ends
-  after ``end_silence_closed_ms``, one whose last word announces more waits
-  ``end_silence_extended_ms``. The endpointer asks for the text (``wants_text``; the caller
-  answers with ``hear``) only inside a pause and only when it can change the decision: on each
+  calling frames speech for ~100-120 ms after the voice stops (measured), so 180 ms here ends an
+  open answer ~290 ms after the last sound. A longer pause inside an answer splits it unless the
+  last word announces more (below); the flat 240 ms used before that made every answer wait
+  ~350 ms. When the turn has a shape (``end_of_turn.TurnShape``), the silence depends on the
+  text so far: a complete answer ends after ``end_silence_closed_ms``, one whose last word
+  announces more waits ``end_silence_extended_ms``. The endpointer asks for the text
+  (``wants_text``; the caller answers with ``hear``) only inside a pause and only when it can
+  change the decision: on each
   frame from the short silence to the ordinary one for a turn with complete answers, and at the
   ordinary one for an open turn. Not at the onset: Vosk's partial lags the audio (a short "네"
   showed up ~160 ms after webrtcvad's onset of silence, measured), and a partial costs ~10-20 µs,
