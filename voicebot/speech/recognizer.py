@@ -4,11 +4,11 @@ What shaped this module (measured with vosk 0.3.45, see the README's speech sect
 
 - A model takes ~1.5 s and ~0.5 GB to load, so ``SpeechModels`` loads each language once, on
   first use, under a lock, and every call shares it.
-- A fresh free-form recogniser costs ~90 ms to create and decodes at RTF ~0.6 in its first seconds
-  while it fills its lookahead cache; one that was used before and ``Reset()`` runs at ~0.16. So
-  free-form recognisers are pooled per model and reset between turns, and retired after a few
-  minutes of audio because their memory only grows. Grammar recognisers cost ~1 ms and ~3 MB and are
-  made per turn.
+- A fresh free-form recogniser costs ~90 ms to create and decodes at about four times the CPU in
+  its first seconds while it fills its lookahead cache. So free-form recognisers are pooled per
+  model (``pool.py``: one per call the process takes, warmed ahead of demand) and reset between
+  turns, and retired after some minutes of audio because their memory only grows. Grammar
+  recognisers cost ~1 ms and ~3 MB and are made per turn.
 - The listen action's phrases become a constrained grammar. Phrases with words the model does not
   know are dropped (Vosk would silently drop the word and so change the phrase), ``[unk]`` is added
   where the model has it, and a model without a dynamic graph (no ``graph/HCLr.fst``) falls back to
@@ -31,7 +31,6 @@ What shaped this module (measured with vosk 0.3.45, see the README's speech sect
 from __future__ import annotations
 
 import collections
-import ctypes
 import itertools
 import json
 import logging
@@ -50,6 +49,7 @@ from voicebot.speech.audio import PHONE_RATE, ulaw_to_pcm
 from voicebot.speech.end_of_turn import OPEN_SHAPE, TurnShape
 from voicebot.speech.endpoint import ENDED, NO_INPUT, STARTED, TOO_LONG, EndpointConfig, Endpointer
 from voicebot.speech.models import ModelCorrupt, check_model_dir, has_dynamic_graph, model_dir
+from voicebot.speech.pool import POOL_SIZE, RecognizerPool
 
 log = logging.getLogger("voicebot.speech")
 
@@ -57,8 +57,6 @@ FRAME_PCM_BYTES = 320              # 20 ms of 16-bit PCM at 8 kHz
 PARTIAL_EVERY_FRAMES = 5           # Vosk's partial changes about every 0.24 s; asking each 100 ms is enough
 LEAD_IN_MS = 300                   # audio before the endpointer's speech start that Vosk still decodes
 VOSK_CHUNK_FRAMES = 5              # speech goes to Vosk 100 ms at a time: a third fewer calls' overhead, same result
-RETIRE_AFTER_SECONDS = 600.0       # a free recogniser's memory grows with audio decoded and never shrinks
-POOL_SIZE = 8
 MAX_BACKLOG_SECONDS = 1.0          # audio waiting undecoded before a call stops taking more (goes to the keypad)
 UNKNOWN_TOKENS = ("[unk]", "<UNK>")
 
@@ -151,9 +149,9 @@ def _vosk():
 
 
 class LoadedModel:
-    """A Vosk model in memory plus the pool of free-form recognisers made from it."""
+    """A Vosk model in memory plus the pool of free-form recognisers made from it (``pool.py``)."""
 
-    def __init__(self, language: str, path: Path):
+    def __init__(self, language: str, path: Path, pool_size: int = POOL_SIZE):
         vosk = _vosk()
         check_model_dir(path)
         self.language = language
@@ -165,8 +163,7 @@ class LoadedModel:
                                f"reinstall it with `voicebot models install {language}`") from None
         self.dynamic_graph = has_dynamic_graph(path)
         self._has_unk = self.model.vosk_model_find_word("[unk]") != -1
-        self._pool: list[tuple[Any, float]] = []
-        self._lock = threading.Lock()
+        self.pool = RecognizerPool(lambda: vosk.KaldiRecognizer(self.model, PHONE_RATE), pool_size)
         self._warned = False
 
     def grammar(self, phrases: tuple[str, ...] | list[str]) -> list[str] | None:
@@ -195,10 +192,7 @@ class LoadedModel:
         elif rate != PHONE_RATE:
             rec, used = vosk.KaldiRecognizer(self.model, rate), 0.0
         else:
-            with self._lock:
-                rec, used = self._pool.pop() if self._pool else (None, 0.0)
-            if rec is None:
-                rec = vosk.KaldiRecognizer(self.model, PHONE_RATE)
+            rec, used = self.pool.take()
         rec.SetWords(True)
         return rec, used
 
@@ -213,45 +207,26 @@ class LoadedModel:
         """
         if grammar or rate != PHONE_RATE:
             return
-        if seconds < RETIRE_AFTER_SECONDS:
-            if used:
-                rec.FinalResult()
-                rec.Reset()
-            with self._lock:
-                if len(self._pool) < POOL_SIZE:
-                    self._pool.append((rec, seconds))
-                    return
-        del rec
-        _trim_heap()
+        self.pool.give_back(rec, seconds, used)
 
     def warm(self, count: int = 1, pcm: bytes = b"") -> None:
-        """Fill the pool with recognisers that have decoded some speech (8 kHz PCM), so first calls are not slow.
+        """Fill the pool with ``count`` recognisers that have decoded some speech (8 kHz PCM), so first
+        calls are not slow, and let the pool warm more on the same speech as calls come in.
 
-        A fresh recogniser decodes at RTF ~0.6 until its lookahead cache fills; warmed on any speech
-        in the language (the flows' own synthesised prompts will do) it starts at ~0.16.
+        A fresh recogniser decodes at about four times the CPU until its lookahead cache fills;
+        warmed on any speech in the language (the flows' own synthesised prompts will do) it does not.
         """
-        pcm = pcm or b"\x00" * (PHONE_RATE * 2 * 2)
-        made = [self.recognizer(None) for _ in range(min(count, POOL_SIZE))]
-        for rec, used in made:
-            rec.AcceptWaveform(pcm)
-            rec.FinalResult()
-        for rec, used in made:
-            self.release(rec, False, used + len(pcm) / (2 * PHONE_RATE))
-
-
-def _trim_heap() -> None:
-    """glibc keeps a freed recogniser's ~100 MB until asked to give it back."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        self.pool.warm(count, pcm or b"\x00" * (PHONE_RATE * 2 * 2))
 
 
 class SpeechModels:
-    """One loaded model per language for the whole process; thread-safe, loads lazily."""
+    """One loaded model per language for the whole process; thread-safe, loads lazily.
 
-    def __init__(self, speech: SpeechSettings):
+    ``pool_size``: free-form recognisers each model keeps, one per call the process takes."""
+
+    def __init__(self, speech: SpeechSettings, pool_size: int = POOL_SIZE):
         self.speech = speech
+        self.pool_size = pool_size
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -260,7 +235,7 @@ class SpeechModels:
         with self._lock:
             loaded = self._models.get(language)
             if loaded is None:
-                loaded = LoadedModel(language, model_dir(language, self.speech))
+                loaded = LoadedModel(language, model_dir(language, self.speech), self.pool_size)
                 self._models[language] = loaded
             return loaded
 

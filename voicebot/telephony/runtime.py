@@ -80,7 +80,7 @@ class Runtime:
         self._files = FlowFiles(settings.flows_dir, settings.transfer_words, self.flows)
         self._reload_lock = threading.Lock()
         self.reloader: Reloader | None = None
-        self.models = models or SpeechModels(settings.speech)
+        self.models = models or SpeechModels(settings.speech, pool_size=settings.telephony.max_calls)
         self.prompts = PromptAudio(settings.prompts)
         self.store = CallStore(settings.redis_url, settings.call_ttl_seconds)
         self.metrics = Metrics(shared=self.store.redis)
