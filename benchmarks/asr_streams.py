@@ -1,6 +1,7 @@
 """What recognition costs per call: raw Vosk beside our pipeline, on the same audio, in one run.
 
     python benchmarks/asr_streams.py [--seconds 20] [--repeats 3] [--grammar] [--processes 2]
+                                     [--pause 1] [--warm-up 20] [--repo PATH]
 
 Prints a table:
 - decode cost (CPU seconds per audio second, the real-time factor) of raw Vosk (one warm
@@ -14,6 +15,11 @@ Prints a table:
 - memory added per call, and the time from the last speech frame to the final result;
 - with ``--processes P``, the same real-time search with the calls spread over P processes, each
   with its own model (what P gunicorn workers would do), beside the threads of one process.
+
+Before each search, ``--warm-up`` calls run once unmeasured, and raw Vosk's calls keep their
+recognisers from run to run as our pool keeps its own: a recogniser decodes at about four times
+the CPU until its lookahead cache fills, so a search that began cold measured the warm-up rather
+than the steady state of a server that has been taking calls.
 
 The audio is Korean espeak-ng speech (the only model on these machines is the small Korean one)
 with pauses between sentences, through the phone path. Medians of ``--repeats`` runs, raw and
@@ -56,6 +62,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 LAG_LIMIT = 0.3
 WARM_AUDIO: list[bytes] = []
 RAW_SLOTS: list = []
+PAUSE = [1.0]
 IN_STEP = [False]
 
 
@@ -65,7 +72,9 @@ def rss_mb() -> float:
 
 
 def make_audio(seconds: float) -> tuple[bytes, list[float], list[int]]:
-    """About ``seconds`` of mu-law: sentences with 1 s pauses; returns the audio, speech ends, clip starts."""
+    """About ``seconds`` of mu-law: sentences with pauses (``--pause``, 1 s); returns the audio, speech
+    ends, clip starts. A caller on a real call is mostly listening: ``--pause 4`` is closer to that
+    (a prompt of about four seconds before each answer); 1 s is speech almost all the time."""
     clips = [wav_to_ulaw(subprocess.run(["espeak-ng", "-v", "ko", "--stdout", s], capture_output=True,
                                         check=True).stdout) for s in SENTENCES]
     audio, ends, starts = b"\xff" * 4000, [], []
@@ -76,7 +85,7 @@ def make_audio(seconds: float) -> tuple[bytes, list[float], list[int]]:
         ends.append((len(audio) + (loud[-1] if len(loud) else len(clip))) / 8000)   # the last audible sample
         starts.append(len(audio))
         audio += clip
-        audio += b"\xff" * 8000
+        audio += b"\xff" * int(8000 * PAUSE[0])
         i += 1
     return audio, ends, starts
 
@@ -227,9 +236,11 @@ def summary(lags: list[float], delays: list[float], mem_per_call: float) -> dict
             "end_delay_p50": statistics.median(delays) if delays else float("nan")}
 
 
-def _worker(conn, seconds: float, grammar: bool, in_step: bool, index: int, count: int, warm_up: int) -> None:
+def _worker(conn, seconds: float, grammar: bool, in_step: bool, index: int, count: int, warm_up: int,
+            pause: float = 1.0) -> None:
     """Process ``index`` of ``count``, with its own model: runs the real-time calls it is sent, as a gunicorn
     worker would; its calls are every ``count``-th of all of them, so they start at their own sentences."""
+    PAUSE[0] = pause
     ulaw, ends, starts = make_audio(seconds)
     IN_STEP[0] = in_step
     models = SpeechModels(SpeechSettings())
@@ -257,8 +268,8 @@ class Workers:
         self.pipes = []
         for index in range(count):
             mine, theirs = ctx.Pipe()
-            ctx.Process(target=_worker, args=(theirs, seconds, grammar, IN_STEP[0], index, count, warm_up // count),
-                        daemon=True).start()
+            ctx.Process(target=_worker, daemon=True,
+                        args=(theirs, seconds, grammar, IN_STEP[0], index, count, warm_up // count, PAUSE[0])).start()
             self.pipes.append(mine)
         self.model_mb = [p.recv() for p in self.pipes]     # each process's model and warm pool
         for pipe in self.pipes:
@@ -311,12 +322,15 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=20,
                         help="calls in one unmeasured real-time run before each search, as on a server that "
                              "has been taking calls (0: none)")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="seconds between the caller's sentences (a real caller listens to prompts in between)")
     parser.add_argument("--repo", type=Path, default=None,
                         help="measure this checkout's pipeline (default: the one this script is in)")
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1
     IN_STEP[0] = args.in_step
+    PAUSE[0] = args.pause
     ulaw, ends, starts = make_audio(args.seconds)
     pcm = ulaw_to_pcm(ulaw)
     audio_s = len(ulaw) / 8000
@@ -337,7 +351,7 @@ def main() -> None:
     mode = "grammar" if args.grammar else "free"
     print(f"\ncode: {_repo()}")
     print(f"machine: {cores} cores, {os.uname().machine}, Python {sys.version.split()[0]}; mode: {mode}"
-          f"{', calls in step' if args.in_step else ', calls staggered'}; "
+          f"{', calls in step' if args.in_step else ', calls staggered'}; {args.pause:g} s between sentences; "
           f"{audio_s:.1f} s of audio per stream; model RSS {model_mb:.0f} MB; median of {args.repeats}\n")
     print("| measure | raw Vosk | voicebot pipeline | ratio |")
     print("|---|---|---|---|")
