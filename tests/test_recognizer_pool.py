@@ -120,6 +120,21 @@ def test_a_recogniser_that_cannot_be_made_is_not_counted():
     assert not p.tend() or p.live == 0
 
 
+def test_a_warm_up_that_fails_half_way_keeps_what_it_made_and_counts_nothing_else():
+    made = []
+
+    def flaky():
+        if made:
+            raise RuntimeError("no memory")
+        made.append(FakeRecognizer())
+        return made[-1]
+
+    p = RecognizerPool(flaky, 4)
+    with pytest.raises(RuntimeError):
+        p.warm(2, b"x")
+    assert p.idle == 1 and p.live == 1
+
+
 def test_the_keeper_thread_replaces_spares_as_calls_take_them():
     p = pool(size=6, spare=2)
     try:

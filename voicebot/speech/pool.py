@@ -118,12 +118,15 @@ class RecognizerPool:
         self._warm_pcm = pcm[:WARM_PCM_BYTES]
         count = min(count, self.size)
         self._floor = max(self._floor, count)
-        made = []
         for _ in range(count):
             with self._lock:
                 self._live += 1
-            made.append(self._warmed())
-        for rec, seconds in made:
+            try:
+                rec, seconds = self._warmed()
+            except BaseException:
+                with self._lock:
+                    self._live -= 1
+                raise
             with self._lock:
                 self._idle.append(_Idle(rec, seconds, self._clock()))
         self._start_keeper()
@@ -135,7 +138,7 @@ class RecognizerPool:
             if grow:
                 self._live += 1
             now = self._clock()
-            keep = max(self._floor, 0)
+            keep = max(self._floor, self._spare)     # never free what the next round would warm again
             stale = [e for e in self._idle[:max(0, len(self._idle) - keep)] if now - e.since >= self._idle_seconds]
             for entry in stale:
                 self._idle.remove(entry)
