@@ -2,9 +2,11 @@
 
 import threading
 import time
+import weakref
 
 import pytest
 
+from voicebot.speech import pool as pool_module
 from voicebot.speech.pool import RETIRE_AFTER_SECONDS, RecognizerPool
 
 
@@ -105,6 +107,30 @@ def test_tend_frees_recognisers_idle_too_long_beyond_the_floor():
         clock.now += 1
         assert p.tend()
         assert p.idle == 2 and p.live == 2
+    finally:
+        p.close()
+
+
+def test_the_heap_is_trimmed_once_the_freed_recognisers_are_gone(monkeypatch):
+    clock = Clock()
+    p = pool(size=8, spare=0, idle_seconds=600, clock=clock)
+    try:
+        p.warm(1, b"x")
+        p.close()                                          # the keeper's rounds are taken here, by hand
+        recs = [p.take()[0] for _ in range(3)]
+        for rec in recs:
+            p.give_back(rec, 1.0)
+        alive = [weakref.ref(r) for r in recs]
+        del recs, rec
+        trims = []
+        monkeypatch.setattr(pool_module, "trim_heap", lambda: trims.append(sum(r() is not None for r in alive)))
+        clock.now += 600
+        assert p.tend() and trims == [1]                   # two freed and gone; the newest kept
+        retired, _ = p.take()
+        p.give_back(retired, RETIRE_AFTER_SECONDS)
+        del retired
+        assert not p.tend() and trims == [1, 0]            # a retired one: trimmed at the keeper's next round
+        assert not p.tend() and trims == [1, 0]            # once
     finally:
         p.close()
 

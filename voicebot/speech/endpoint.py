@@ -15,9 +15,8 @@ made for 8 kHz 20 ms frames) labels each frame, and this small state machine dec
   text so far: a complete answer ends after ``end_silence_closed_ms``, one whose last word
   announces more waits ``end_silence_extended_ms``. The endpointer asks for the text
   (``wants_text``; the caller answers with ``hear``) only inside a pause and only when it can
-  change the decision: on each
-  frame from the short silence to the ordinary one for a turn with complete answers, and at the
-  ordinary one for an open turn. Not at the onset: Vosk's partial lags the audio (a short "네"
+  change the decision: on each frame from the short silence to the ordinary one for a turn with
+  complete answers, and at the ordinary one for an open turn. Not at the onset: Vosk's partial lags the audio (a short "네"
   showed up ~160 ms after webrtcvad's onset of silence, measured), and a partial costs ~10-20 µs,
   so at most ``(end_silence_ms - end_silence_closed_ms) / 20 + 1`` asks per pause, none in speech;
 - no input: nothing started within the listen timeout, counted from when it is armed (the end

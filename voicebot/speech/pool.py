@@ -14,10 +14,12 @@ two cores while the CPU was half idle. So:
   long as fewer than ``SPARE`` wait idle and fewer than ``size`` exist, it warms one more on the
   audio ``warm`` was given (the flows' own prompts). A turn still never waits for it: with none
   idle it gets a fresh one at once, as before;
-- memory: each recogniser keeps what it grew (~20 MB), so one idle for ``IDLE_SECONDS`` beyond
-  the ``floor`` warmed at start is freed by the keeper, and recognisers that decoded
-  ``RETIRE_AFTER_SECONDS`` of audio are retired; the heap is trimmed on the keeper's thread, not
-  on a call's.
+- memory: each recogniser keeps what it grew (~90 MB of lookahead cache), so one idle for
+  ``IDLE_SECONDS`` beyond the ``floor`` warmed at start is freed by the keeper, and recognisers
+  that decoded ``RETIRE_AFTER_SECONDS`` of audio are retired. The heap is trimmed on the keeper's
+  thread after either, not on a call's: a recogniser given back is still referenced by the turn
+  that gave it, so a trim there would find nothing to return. Without a keeper (nothing was
+  warmed: a command-line tool) the heap is not trimmed; glibc reuses the memory.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class RecognizerPool:
         self._wake = threading.Event()
         self._keeper: threading.Thread | None = None
         self._stopped = False
+        self._trim_due = False         # a recogniser was dropped since the keeper last trimmed
         self._warm_pcm = b""
 
     @property
@@ -87,12 +90,7 @@ class RecognizerPool:
         if short and self._keeper is not None:
             self._wake.set()
         if rec is None:
-            try:
-                rec = self._make()
-            except BaseException:
-                with self._lock:
-                    self._live -= 1
-                raise
+            rec = self._counted(self._make)
         return rec, seconds
 
     def give_back(self, rec: Any, seconds: float, used: bool = True) -> None:
@@ -107,11 +105,9 @@ class RecognizerPool:
                     return
         with self._lock:
             self._live -= 1
-        del rec
+            self._trim_due = True
         if self._keeper is not None:
             self._wake.set()           # the keeper trims the heap and may warm a replacement
-        else:
-            trim_heap()
 
     def warm(self, count: int, pcm: bytes) -> None:
         """Make ``count`` recognisers now, warmed on ``pcm`` (8 kHz speech), and start the keeper."""
@@ -121,12 +117,7 @@ class RecognizerPool:
         for _ in range(count):
             with self._lock:
                 self._live += 1
-            try:
-                rec, seconds = self._warmed()
-            except BaseException:
-                with self._lock:
-                    self._live -= 1
-                raise
+            rec, seconds = self._counted(self._warmed)
             with self._lock:
                 self._idle.append(_Idle(rec, seconds, self._clock()))
         self._start_keeper()
@@ -139,20 +130,19 @@ class RecognizerPool:
                 self._live += 1
             now = self._clock()
             keep = max(self._floor, self._spare)     # never free what the next round would warm again
-            stale = [e for e in self._idle[:max(0, len(self._idle) - keep)] if now - e.since >= self._idle_seconds]
-            for entry in stale:
-                self._idle.remove(entry)
-            self._live -= len(stale)
-        freed = len(stale)
-        if freed:
-            del stale
+            cut = max(0, len(self._idle) - keep)     # the oldest first; the newest ``keep`` stay
+            old = [e for e in self._idle[:cut] if now - e.since >= self._idle_seconds]
+            self._idle = [e for e in self._idle[:cut] if now - e.since < self._idle_seconds] + self._idle[cut:]
+            freed = len(old)
+            self._live -= freed
+            trim, self._trim_due = self._trim_due or freed > 0, False
+        old.clear()                                  # the last references: trimming can return them
+        if trim:
             trim_heap()
         if grow:
             try:
-                rec, seconds = self._warmed()
+                rec, seconds = self._counted(self._warmed)
             except Exception as exc:
-                with self._lock:
-                    self._live -= 1
                 log.error("a spare recogniser could not be made: %s", exc)
                 return False
             with self._lock:
@@ -162,6 +152,15 @@ class RecognizerPool:
     def close(self) -> None:
         self._stopped = True
         self._wake.set()
+
+    def _counted(self, make: Callable[[], Any]) -> Any:
+        """``make()`` for a recogniser already counted in ``live``; counted out again if it fails."""
+        try:
+            return make()
+        except BaseException:
+            with self._lock:
+                self._live -= 1
+            raise
 
     def _warmed(self) -> tuple[Any, float]:
         rec = self._make()
