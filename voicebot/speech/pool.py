@@ -164,7 +164,7 @@ class RecognizerPool:
 
     def _warmed(self) -> tuple[Any, float]:
         rec = self._make()
-        pcm = self._warm_pcm or b"\x00" * 32000
+        pcm = self._warm_pcm or b"\x00" * 32000          # no speech given: 2 s of silence, as before
         rec.AcceptWaveform(pcm)
         rec.FinalResult()
         rec.Reset()

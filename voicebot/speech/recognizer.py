@@ -216,7 +216,7 @@ class LoadedModel:
         A fresh recogniser decodes at about four times the CPU until its lookahead cache fills;
         warmed on any speech in the language (the flows' own synthesised prompts will do) it does not.
         """
-        self.pool.warm(count, pcm or b"\x00" * (PHONE_RATE * 2 * 2))
+        self.pool.warm(count, pcm)
 
 
 class SpeechModels:
